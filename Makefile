@@ -1,0 +1,38 @@
+# Two commands are the contract (README): `make demo` and `make test`. Both create or refresh .venv/
+# (Python packages from PyPI, the ROS 2 wheels, vision_msgs built from its .msg files).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.perception_edge-installed
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: venv demo test test-gpu bench bench-ros lint clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py requirements.txt requirements-ros.txt requirements-rosidl.txt tools/build_vision_msgs.sh
+	@echo "== setting up $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-ros.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	bash tools/build_vision_msgs.sh $(VENV)
+	@touch $@
+
+demo: venv
+	$(PY) -m perception_edge.tools.demo
+
+test: venv
+	$(PY) -m pytest -q -ra test
+
+test-gpu: venv
+	$(PY) -m pytest -q -ra -m gpu test/gpu
+
+bench: venv
+	$(PY) -m perception_edge.tools.cli bench
+
+bench-ros: venv
+	$(PY) -m perception_edge.tools.cli bench-ros
+
+clean:
+	rm -rf $(VENV) build demo_output .pytest_cache

@@ -1,0 +1,17 @@
+"""Error types with messages meant for users: one line, says what is wrong and with what."""
+
+
+class PerceptionError(Exception):
+    """Base class: the CLI prints these as one line, nodes report them in /diagnostics."""
+
+
+class InputError(PerceptionError, ValueError):
+    """An image, message or tensor that cannot be processed (wrong size, encoding, data)."""
+
+
+class ModelError(PerceptionError):
+    """A model file that is missing, corrupt, or whose inputs/outputs fit no supported layout."""
+
+
+class ConfigError(PerceptionError, ValueError):
+    """A parameter or configuration file value that is invalid."""

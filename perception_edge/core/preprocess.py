@@ -1,0 +1,75 @@
+"""Frames -> one normalized NCHW batch tensor, written into reused buffers."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from perception_edge.core.errors import InputError
+from perception_edge.core.transform import PAD_VALUE, Transform, make_transform
+
+BGR = "bgr"
+
+
+class Preprocessor:
+    """Letterbox (or stretch) + scale to [0, 1] + HWC->CHW + channel order to RGB, per frame.
+
+    Per frame: one cv2.resize into a reused buffer, then one uint8->float copy per channel into the
+    batch tensor and one in-place scale of the content region. Padding is written only when a slot's
+    geometry changes, since frames of one camera keep the same size.
+    """
+
+    def __init__(self, input_hw: Tuple[int, int], dtype=np.float32, mode: str = "letterbox",
+                 pad_value: int = PAD_VALUE):
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.dtype = np.dtype(dtype)
+        self.mode = mode
+        self.pad = np.float32(pad_value / 255.0)
+        self._blobs: Dict[int, np.ndarray] = {}
+        self._slot_geometry: Dict[Tuple[int, int], Transform] = {}
+        self._resized: Dict[Tuple[int, int], np.ndarray] = {}
+
+    def _blob(self, batch: int) -> np.ndarray:
+        blob = self._blobs.get(batch)
+        if blob is None:
+            blob = np.full((batch, 3) + self.input_hw, self.pad, self.dtype)
+            self._blobs[batch] = blob
+        return blob
+
+    def __call__(self, images: Sequence[Tuple[np.ndarray, str]], batch: int = 0) -> Tuple[np.ndarray, List[Transform]]:
+        """images: (H x W x 3 uint8, "rgb"|"bgr") pairs. batch > len(images) pads with empty slots.
+
+        The returned tensor is a buffer owned by this object: valid until the next call.
+        """
+        n = len(images)
+        batch = max(batch, n)
+        if n == 0:
+            raise InputError("no images to preprocess")
+        blob = self._blob(batch)
+        transforms = []
+        for i, (pixels, order) in enumerate(images):
+            if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+                raise InputError(f"expected an H x W x 3 uint8 image, got {pixels.shape} {pixels.dtype}")
+            t = make_transform(pixels.shape[:2], self.input_hw, self.mode)
+            self._write(blob, i, batch, pixels, order, t)
+            transforms.append(t)
+        return blob, transforms
+
+    def _write(self, blob: np.ndarray, i: int, batch: int, pixels: np.ndarray, order: str, t: Transform) -> None:
+        key = (batch, i)
+        if self._slot_geometry.get(key) != t:
+            blob[i] = self.pad  # geometry changed: repaint this slot's padding
+            self._slot_geometry[key] = t
+        resized = self._resized.get((t.new_h, t.new_w))
+        if resized is None:
+            resized = self._resized[(t.new_h, t.new_w)] = np.empty((t.new_h, t.new_w, 3), np.uint8)
+        if (t.new_w, t.new_h) == (t.src_w, t.src_h):
+            np.copyto(resized, pixels)
+        else:
+            cv2.resize(pixels, (t.new_w, t.new_h), dst=resized, interpolation=cv2.INTER_LINEAR)
+        content = blob[i, :, t.pad_y:t.pad_y + t.new_h, t.pad_x:t.pad_x + t.new_w]
+        rgb_channels = (2, 1, 0) if order == BGR else (0, 1, 2)
+        for c, src in enumerate(rgb_channels):
+            content[c] = resized[:, :, src]
+        content *= self.dtype.type(1.0 / 255.0)

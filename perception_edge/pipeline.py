@@ -1,0 +1,153 @@
+"""Detector and Segmenter: a backend plus the model's pre/post-processing, one call per batch.
+
+Every front door (ROS nodes, CLI, replay, bench) runs frames through these, so the pipeline exists
+once. Results are plain data; messages are built only in perception_edge.nodes.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from perception_edge.backends import Backend, create_backend
+from perception_edge.core.detections import Detections, decode_efficient_nms, decode_raw, to_source
+from perception_edge.core.errors import ModelError
+from perception_edge.core.labels import resolve_labels
+from perception_edge.core.preprocess import Preprocessor
+from perception_edge.core.segmentation import decode_segmentation
+from perception_edge.core.transform import Transform
+
+Image = Tuple[np.ndarray, str]  # (H x W x 3 uint8 pixels, "rgb" | "bgr")
+EFFICIENT_NMS_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
+
+
+class BatchedModel:
+    """Splits frames into the batch sizes the model accepts and times each stage of the last call."""
+
+    def __init__(self, backend: Backend, input_size: int, resize_mode: str):
+        self.backend = backend
+        dims = backend.input.shape[2:]
+        if all(isinstance(d, int) for d in dims):
+            input_hw = (int(dims[0]), int(dims[1]))
+        else:
+            input_hw = (input_size, input_size)
+        self.input_hw = input_hw
+        self.preprocess = Preprocessor(input_hw, backend.input.dtype, mode=resize_mode)
+        self.timings: Dict[str, float] = {}  # ms per stage of the last call
+        self.inference_calls = 0  # total backend.run calls (tests check cameras share one)
+
+    def _run(self, images: Sequence[Image], decode) -> List[Any]:
+        results: List[Any] = []
+        times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        start = 0
+        for size in self.backend.batch_sizes(len(images)):
+            chunk = images[start:start + size]
+            start += len(chunk)
+            t0 = time.perf_counter()
+            tensor, transforms = self.preprocess(chunk, batch=size)
+            t1 = time.perf_counter()
+            outputs = self.backend.run(tensor)
+            self.inference_calls += 1
+            t2 = time.perf_counter()
+            results.extend(decode(outputs, transforms))
+            t3 = time.perf_counter()
+            times["preprocess"] += (t1 - t0) * 1e3
+            times["inference"] += (t2 - t1) * 1e3
+            times["postprocess"] += (t3 - t2) * 1e3
+        self.timings = times
+        return results
+
+
+def _output_layout(backend: Backend) -> str:
+    outs = backend.outputs
+    names = [o.name for o in outs]
+    if len(outs) >= 4 and (all(n in names for n in EFFICIENT_NMS_NAMES) or
+                           [len(o.shape) for o in outs[:4]] == [2, 3, 2, 2]):
+        return "efficient_nms"
+    first = outs[0].shape
+    if len(first) == 3:
+        c, n = first[2], first[1]
+        if isinstance(c, int) and c >= 6 and not (isinstance(n, int) and n < c):
+            return "raw"
+        if isinstance(n, int) and isinstance(c, int) and n < c:
+            raise ModelError(f"{getattr(backend, 'path', 'model')}: output {outs[0].describe()} is [batch, 4+C, boxes] "
+                             "(a YOLOv8-style layout); perception_edge decodes YOLOv5 [batch, boxes, 5+C]")
+    raise ModelError(f"{getattr(backend, 'path', 'model')}: outputs "
+                     f"{', '.join(o.describe() for o in outs)} fit no supported detection layout "
+                     "(YOLOv5 [batch, boxes, 5+C] or EfficientNMS num_dets/det_boxes/det_scores/det_classes)")
+
+
+class Detector(BatchedModel):
+    """YOLOv5 (raw head or EfficientNMS export): images -> Detections in source pixels."""
+
+    def __init__(self, backend: Backend, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
+                 max_detections: int = 300, agnostic_nms: bool = False, labels: str = "",
+                 input_size: int = 640):
+        super().__init__(backend, input_size, "letterbox")
+        self.layout = _output_layout(backend)
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.agnostic_nms = agnostic_nms
+        if self.layout == "raw" and isinstance(backend.outputs[0].shape[2], int):
+            num_classes = backend.outputs[0].shape[2] - 5
+        else:
+            from perception_edge.core.labels import names_from_metadata
+
+            meta_names = names_from_metadata(backend.metadata)
+            num_classes = len(meta_names) if meta_names else 80
+        self.class_names = resolve_labels(num_classes, labels, backend.metadata)
+
+    def _decode(self, outputs: List[np.ndarray], transforms: List[Transform]) -> List[Detections]:
+        if self.layout == "raw":
+            rows = decode_raw(outputs[0], self.conf_threshold, self.iou_threshold, self.max_detections,
+                              self.agnostic_nms)
+        else:
+            by_name = dict(zip([o.name for o in self.backend.outputs], outputs))
+            ordered = [by_name[n] for n in EFFICIENT_NMS_NAMES] if all(n in by_name for n in EFFICIENT_NMS_NAMES) \
+                else outputs[:4]
+            rows = decode_efficient_nms(*ordered, conf_threshold=self.conf_threshold, max_det=self.max_detections)
+        return [to_source(r, t, self.class_names) for r, t in zip(rows, transforms)]
+
+    def __call__(self, images: Sequence[Image]) -> List[Detections]:
+        return self._run(images, self._decode)
+
+
+class Segmenter(BatchedModel):
+    """Lane / drivable-area segmentation: images -> class-id masks (uint8) at source size."""
+
+    def __init__(self, backend: Backend, threshold: float = 0.5, resize_mode: str = "letterbox",
+                 input_size: int = 640):
+        super().__init__(backend, input_size, resize_mode)
+        out = backend.outputs[0].shape
+        if len(out) != 4:
+            raise ModelError(f"{getattr(backend, 'path', 'model')}: segmentation output "
+                             f"{backend.outputs[0].describe()} is not [batch, classes, H, W]")
+        self.num_classes = max(2, out[1]) if isinstance(out[1], int) else None
+        self.threshold = threshold
+
+    def _decode(self, outputs: List[np.ndarray], transforms: List[Transform]) -> List[np.ndarray]:
+        return decode_segmentation(outputs[0], transforms, self.threshold)
+
+    def __call__(self, images: Sequence[Image]) -> List[np.ndarray]:
+        return self._run(images, self._decode)
+
+
+def backend_options(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """Runtime options for create_backend from the configuration schema's values."""
+    engine = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("engine.")}
+    return {"num_threads": params.get("num_threads", 0), "engine": engine}
+
+
+def detector_from_config(params: Mapping[str, Any]) -> Detector:
+    backend = create_backend(params["detection.model"], params.get("backend", "auto"), **backend_options(params))
+    return Detector(backend, params["detection.conf_threshold"], params["detection.iou_threshold"],
+                    params["detection.max_detections"], params["detection.agnostic_nms"],
+                    params["detection.labels"], params["detection.input_size"])
+
+
+def segmenter_from_config(params: Mapping[str, Any]) -> Segmenter:
+    backend = create_backend(params["segmentation.model"], params.get("backend", "auto"), **backend_options(params))
+    return Segmenter(backend, params["segmentation.threshold"], params["segmentation.resize_mode"],
+                     params["detection.input_size"])

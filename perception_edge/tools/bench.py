@@ -1,0 +1,85 @@
+"""`perception-edge bench`: per-stage latency of the detection pipeline on 1280x720 frames.
+
+Stages are timed exactly as the nodes run them (the Detector's own timings), plus message
+conversion from a sensor_msgs/Image-shaped buffer. Prints medians and the share of pre- plus
+post-processing relative to inference.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Dict, List
+
+import cv2
+import numpy as np
+
+from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
+
+
+def _median_ms(samples: List[float]) -> float:
+    return statistics.median(samples)
+
+
+def bench(model: str, frames: List[np.ndarray], iterations: int, batch: int, num_threads: int) -> Dict[str, List[float]]:
+    from perception_edge.backends import create_backend
+    from perception_edge.pipeline import Detector
+
+    detector = Detector(create_backend(model, "onnxruntime", num_threads=num_threads), conf_threshold=0.25)
+    h, w = frames[0].shape[:2]
+    # what a subscription callback receives: rgb8 bytes with a padded step, and a JPEG payload
+    step = w * 3 + 64
+    buffers = []
+    for f in frames:
+        padded = np.zeros((h, step), np.uint8)
+        padded[:, :w * 3] = cv2.cvtColor(f, cv2.COLOR_BGR2RGB).reshape(h, -1)
+        buffers.append(padded.tobytes())
+    jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+    stats: Dict[str, List[float]] = {k: [] for k in
+                                     ("convert rgb8", "decode jpeg", "preprocess", "inference", "postprocess")}
+    for i in range(iterations + 2):
+        images = []
+        t0 = time.perf_counter()
+        for j in range(batch):
+            images.append(image_to_pixels(w, h, "rgb8", step, 0, buffers[(i + j) % len(buffers)]))
+        t1 = time.perf_counter()
+        compressed_to_pixels("jpeg", jpegs[i % len(jpegs)])
+        t2 = time.perf_counter()
+        detector(images)
+        if i < 2:
+            continue  # warm-up: first runs allocate buffers and let the runtime pick kernels
+        stats["convert rgb8"].append((t1 - t0) * 1e3)
+        stats["decode jpeg"].append((t2 - t1) * 1e3)
+        for k in ("preprocess", "inference", "postprocess"):
+            stats[k].append(detector.timings[k])
+    return stats
+
+
+def main(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(prog="perception-edge bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="YOLOv5 ONNX model (default: a generated YOLOv5n at 640)")
+    p.add_argument("--images", nargs="*", help="frames (default: ../shared/data/driving/*.jpg)")
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--batch", type=int, default=1, help="frames per inference call (cameras)")
+    p.add_argument("--num-threads", type=int, default=0)
+    args = p.parse_args(argv)
+    from perception_edge.tools.model_cache import DRIVING, calibration_images, yolov5_onnx
+
+    model = args.model or str(yolov5_onnx("n", 640))
+    if args.images:
+        frames = [cv2.imread(x) for x in args.images]
+    else:
+        frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in calibration_images()]
+    frames = [cv2.resize(f, (1280, 720)) if f.shape[:2] != (720, 1280) else f for f in frames]
+    stats = bench(model, frames, args.iterations, args.batch, args.num_threads)
+    med = {k: _median_ms(v) for k, v in stats.items()}
+    print(f"model {model}, batch {args.batch}, {args.iterations} iterations, 1280x720 frames"
+          f" ({'real, ' + str(DRIVING) if not args.images and DRIVING.is_dir() else 'given/synthetic'})")
+    print(f"{'stage':<14}{'median ms':>10}{'p90 ms':>9}{'per frame':>11}")
+    for k, v in stats.items():
+        p90 = float(np.percentile(v, 90))
+        print(f"{k:<14}{med[k]:>10.3f}{p90:>9.3f}{med[k] / (1 if k == 'decode jpeg' else args.batch):>11.3f}")
+    overhead = med["convert rgb8"] + med["preprocess"] + med["postprocess"]
+    print(f"pre+post (convert + preprocess + postprocess) = {overhead:.3f} ms = "
+          f"{100 * overhead / med['inference']:.1f}% of inference ({med['inference']:.2f} ms); goal <= 10%")
+    return 0

@@ -1,0 +1,68 @@
+"""`perception-edge` command line: one entry point, a sub-command per tool, each in its own module.
+
+Sub-commands are imported only when called, so `perception-edge detect` never imports torch or
+TensorRT. Errors meant for users (PerceptionError) print as one line; set PERCEPTION_EDGE_DEBUG=1
+or pass --traceback for the full traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import List, Optional
+
+from perception_edge import __version__
+from perception_edge.core.errors import PerceptionError
+
+# name -> (module, function, one-line help)
+COMMANDS = {
+    "detect": ("perception_edge.tools.infer", "main_detect", "YOLOv5 detection on images -> JSON + annotated JPEG"),
+    "segment": ("perception_edge.tools.infer", "main_segment", "lane segmentation on images -> mask PNG + overlay"),
+    "export": ("perception_edge.models.export", "main_export", "YOLOv5 (PyTorch / official .pt) -> ONNX [torch]"),
+    "build-engine": ("perception_edge.tools.build_engine", "main", "ONNX -> TensorRT engine + sidecar [tensorrt]"),
+    "bench": ("perception_edge.tools.bench", "main", "per-stage latency of the pipeline on real frames"),
+}
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"usage: perception-edge [--traceback] COMMAND [ARGS]   (version {__version__})", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "perception-edge COMMAND --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    traceback = os.environ.get("PERCEPTION_EDGE_DEBUG", "") not in ("", "0")
+    if args and args[0] == "--traceback":
+        traceback, args = True, args[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(__version__)
+        return 0
+    if args[0] not in COMMANDS:
+        print(f"perception-edge: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[args[0]]
+    try:
+        return int(getattr(importlib.import_module(module), func)(args[1:]) or 0)
+    except PerceptionError as e:
+        if traceback:
+            raise
+        print(f"perception-edge {args[0]}: error: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        if traceback:
+            raise
+        print(f"perception-edge {args[0]}: error: {e.name or e} is not installed "
+              f"(see README: optional dependencies)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""`perception-edge detect` and `segment`: the pipeline on image files, results next to them as files."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import List
+
+import cv2
+
+from perception_edge import config
+from perception_edge.core.drawing import draw
+from perception_edge.core.errors import InputError
+from perception_edge.core.image_conversion import to_rgb
+
+DETECT_PARAMS = ["detection.labels", "detection.conf_threshold", "detection.iou_threshold",
+                 "detection.max_detections", "detection.agnostic_nms", "detection.input_size",
+                 "backend", "num_threads"]
+SEGMENT_PARAMS = ["segmentation.threshold", "segmentation.resize_mode", "detection.input_size",
+                  "backend", "num_threads"]
+# short flags of the issue's CLI contract, as aliases of the schema's names
+ALIASES = {"detection.labels": "--labels", "detection.conf_threshold": "--conf-thres",
+           "detection.iou_threshold": "--iou-thres", "detection.max_detections": "--max-det",
+           "detection.agnostic_nms": "--agnostic", "segmentation.threshold": "--threshold",
+           "detection.input_size": "--input-size"}
+
+
+def _parser(prog: str, names: List[str], help_: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"perception-edge {prog}", description=help_)
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    p.add_argument("--model", required=True, help="model file (.onnx, or .engine/.plan for TensorRT)")
+    p.add_argument("--output", required=True, help="folder for the results (created)")
+    p.add_argument("--config", help="parameter file (config/perception.yaml); flags override it")
+    config.add_cli_arguments(p, names, aliases=ALIASES)
+    return p
+
+
+def _read(path: str):
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"cannot read image {path}")
+    return bgr
+
+
+def main_detect(argv: List[str]) -> int:
+    from perception_edge.pipeline import detector_from_config
+
+    args = _parser("detect", DETECT_PARAMS, "YOLOv5 detection on images").parse_args(argv)
+    params = config.from_cli(args, DETECT_PARAMS, args.config)
+    params["detection.model"] = args.model
+    detector = detector_from_config(params)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        bgr = _read(path)
+        dets = detector([(bgr, "bgr")])[0]
+        record = {"image": str(path), "width": bgr.shape[1], "height": bgr.shape[0], "detections": [
+            {"class_id": int(c), "class_name": n, "score": round(float(s), 5),
+             "box_xyxy": [round(float(v), 2) for v in b]}
+            for b, s, c, n in zip(dets.boxes, dets.scores, dets.class_ids, dets.names())]}
+        stem = Path(path).stem
+        (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+        annotated = draw(to_rgb(bgr, "bgr"), dets)
+        cv2.imwrite(str(out / f"{stem}.jpg"), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+        print(f"{path}: {len(dets)} detections -> {out / stem}.json, {out / stem}.jpg")
+    return 0
+
+
+def main_segment(argv: List[str]) -> int:
+    from perception_edge.pipeline import segmenter_from_config
+    from perception_edge.core.segmentation import overlay
+
+    args = _parser("segment", SEGMENT_PARAMS, "lane segmentation on images").parse_args(argv)
+    params = config.from_cli(args, SEGMENT_PARAMS, args.config)
+    params["segmentation.model"] = args.model
+    segmenter = segmenter_from_config(params)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        bgr = _read(path)
+        mask = segmenter([(bgr, "bgr")])[0]
+        stem = Path(path).stem
+        cv2.imwrite(str(out / f"{stem}_mask.png"), mask)
+        cv2.imwrite(str(out / f"{stem}_overlay.jpg"), cv2.cvtColor(overlay(to_rgb(bgr, "bgr"), mask), cv2.COLOR_RGB2BGR))
+        share = float((mask > 0).mean())
+        print(f"{path}: {share:.1%} non-background -> {out / stem}_mask.png, {out / stem}_overlay.jpg")
+    return 0

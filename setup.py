@@ -1,0 +1,46 @@
+"""ament_python package; also a plain pip package (pip install .[cpu]) for venvs without ROS.
+
+install_requires stays minimal on purpose: on Jetson, OpenCV and numpy come from apt (python3-opencv
+has no pip metadata), and a pip requirement on opencv-python would make the `ros2 run` entry-point
+scripts refuse to start. The pip extras carry the rest.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "perception_edge"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.txt")),
+        ("share/" + package_name + "/models", glob("models/*.onnx") + glob("models/*.txt")),
+    ],
+    install_requires=["setuptools", "numpy", "PyYAML"],
+    extras_require={
+        "cpu": ["opencv-python-headless>=4.5", "onnxruntime>=1.15"],
+        "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
+        "tools": ["rosbags>=0.9", "tqdm"],
+        "test": ["pytest>=7"],
+    },
+    zip_safe=True,
+    maintainer="perception_edge developers",
+    maintainer_email="perception-edge@example.com",
+    description="Camera perception (YOLOv5 detection, lane segmentation) for ROS 2 at the edge",
+    license="Apache-2.0",
+    python_requires=">=3.8",
+    entry_points={
+        "console_scripts": [
+            "perception-edge = perception_edge.tools.cli:main",
+            "perception_container = perception_edge.nodes.container:main",
+            "camera_fusion = perception_edge.nodes.camera_fusion:main",
+            "detection_node = perception_edge.nodes.detection:main",
+            "segmentation_node = perception_edge.nodes.segmentation:main",
+        ],
+    },
+)
