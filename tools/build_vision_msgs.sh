@@ -15,8 +15,10 @@
 # -- from an earlier run of this script with the same sources, or from a ROS
 # distribution -- nothing is done.  --force (or VISION_MSGS_FORCE=1) rebuilds.
 #
-# Needs: cmake >= 3.20, a C/C++ compiler, make, and the Python headers of the venv's
-# interpreter (Debian: apt-get install cmake g++ python3-dev).
+# Needs: cmake (tested with 3.25), a C/C++ compiler, make, and the Python headers of
+# the venv's interpreter (Debian: apt-get install cmake g++ make python3-dev).
+# Takes ~40-50 s on 2 cores (mostly compiling the generated type support), ~0.3 s when
+# there is nothing to do.
 set -euo pipefail
 
 usage() { echo "usage: $0 VENV_DIR [--force]" >&2; exit 2; }
@@ -49,13 +51,15 @@ PY="$VENV/bin/python"
 
 # Hash of the vendored sources; stored next to the installed package so that edits
 # to third_party/vision_msgs trigger a rebuild while an unchanged tree is skipped.
-SRC_HASH="$(cd "$SRC" && cat package.xml CMakeLists.txt msg/*.msg | sha256sum | cut -d' ' -f1)"
+SRC_HASH="$(cd "$SRC" && export LC_ALL=C && sha256sum package.xml CMakeLists.txt msg/*.msg | sha256sum | cut -d' ' -f1)"
 STAMP="$VENV/share/vision_msgs/vendored_source.sha256"
 
 # Imports the message module AND loads its C type support (the part that breaks when
-# a library is missing), in a fresh interpreter of the venv.
+# a library is missing), in a fresh interpreter of the venv.  The bootstrapper's guard
+# variable is dropped so that a value inherited from another venv's Python cannot
+# stop it from setting up this venv's library path.
 check_import() {
-  "$PY" - <<'PYEOF'
+  env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$PY" - <<'PYEOF'
 from vision_msgs.msg import Detection2DArray, LabelInfo
 for cls in (Detection2DArray, LabelInfo):
     cls.__class__.__import_type_support__()
@@ -115,6 +119,12 @@ step "rewrote Python/numpy include paths in $n_fixed exported CMake file(s)"
 BUILD="$(mktemp -d "${TMPDIR:-/tmp}/vision_msgs_build.XXXXXX")"
 trap 'rm -rf "$BUILD"' EXIT
 export PATH="$VENV/bin:$PATH"  # any `python3` spawned by the generators = the venv's
+# ament looks up the available typesupports (rosidl_typesupport_c/cpp resources) in
+# CMAKE_INSTALL_PREFIX and AMENT_PREFIX_PATH: both must be the venv prefix, otherwise
+# configure stops with "No 'rosidl_typesupport_c' found".  Build against the venv
+# only, even if a ROS distribution happens to be sourced in this shell.
+export AMENT_PREFIX_PATH="$VENV"
+unset CMAKE_PREFIX_PATH PYTHONPATH
 JOBS="$(nproc 2>/dev/null || echo 2)"
 
 step "cmake configure ($BUILD)"
