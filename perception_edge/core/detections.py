@@ -111,7 +111,12 @@ def decode_efficient_nms(num_dets: np.ndarray, det_boxes: np.ndarray, det_scores
 
 
 def to_source(rows: np.ndarray, transform: Transform, class_names: Sequence[str]) -> Detections:
-    """(M, 6) model-pixel rows -> Detections in source pixels; boxes that collapse when clipped are dropped."""
-    boxes = transform.boxes_to_source(rows[:, :4])
-    ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return Detections(boxes[ok], rows[ok, 4].astype(np.float32), rows[ok, 5].astype(np.int64), list(class_names))
+    """(M, 6) model-pixel rows -> Detections in source pixels, clipped to the image; boxes lying
+    wholly in the letterbox padding are dropped (clipping would collapse them onto an edge)."""
+    boxes = transform.boxes_to_source(rows[:, :4], clip=False)
+    inside = ((boxes[:, 2] > 0) & (boxes[:, 0] < transform.src_w) &
+              (boxes[:, 3] > 0) & (boxes[:, 1] < transform.src_h))
+    boxes = boxes[inside]
+    np.clip(boxes[:, 0::2], 0, transform.src_w, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, transform.src_h, out=boxes[:, 1::2])
+    return Detections(boxes, rows[inside, 4].astype(np.float32), rows[inside, 5].astype(np.int64), list(class_names))

@@ -72,4 +72,4 @@ class Preprocessor:
         rgb_channels = (2, 1, 0) if order == BGR else (0, 1, 2)
         for c, src in enumerate(rgb_channels):
             content[c] = resized[:, :, src]
-        content *= self.dtype.type(1.0 / 255.0)
+        content /= self.dtype.type(255.0)  # division, as the official code: bit-identical tensors
