@@ -1,0 +1,426 @@
+"""YOLOv5 -> ONNX, and official YOLOv5 ``.pt`` checkpoints loaded without the yolov5 repository.
+
+The graph's contract is the official YOLOv5 export's (and the runtime's, perception_edge.pipeline):
+input "images" [B,3,H,W] float32 RGB in [0,1] (letterboxed), output "output0" [B,N,5+nc] (xywh in
+input pixels, objectness, class scores; sigmoid applied). Metadata as the official export writes
+it: ``stride`` ("32") and ``names`` ("{0: 'person', ...}"), plus ``producer``, ``task`` and
+``imgsz``. The legacy TorchScript exporter is used (``torch.onnx.export(..., dynamo=False)``): the
+dynamo exporter needs onnxscript, and its graphs are not needed here.
+
+Checkpoints: an official ``.pt`` is a torch zip-pickle of a dict whose 'model' / 'ema' entries are
+pickled ``models.yolo.DetectionModel`` objects. Unpickling it normally imports the yolov5 code and
+can run any callable the pickle names. ``load_official_checkpoint`` instead unpickles with an
+allow-list: classes of ``models.*`` / ``utils.*`` become inert ``nn.Module`` placeholders (their
+state -- submodules, parameters, buffers, ``yaml``, ``names`` -- is restored, no yolov5 code runs),
+tensors and torch.nn layers load as usual, and anything else (os.system, builtins.eval, ...)
+raises ModelError before it can be called.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import glob
+import importlib
+import inspect
+import io
+import json
+import os
+import types
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from perception_edge.core.errors import ConfigError, InputError, ModelError
+
+PRODUCER = "perception_edge"
+EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based)"
+
+
+# --- ONNX export -----------------------------------------------------------------------------------
+
+def _img_hw(img_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(img_size, int):
+        h = w = img_size
+    else:
+        vals = [int(v) for v in img_size]
+        if len(vals) == 1:
+            vals *= 2
+        if len(vals) != 2:
+            raise ConfigError(f"image size must be one or two integers (H W), got {list(img_size)}")
+        h, w = vals
+    if h < 32 or w < 32 or h % 32 or w % 32:
+        raise ConfigError(f"image size {w}x{h} (WxH) must be a positive multiple of the maximum stride 32")
+    return h, w
+
+
+def _half_io(net):
+    """fp16 weights and compute behind float32 input/output (Cast nodes at both ends), so the graph
+    keeps the float32 "images" contract the runtime's preprocessing writes."""
+    import torch.nn as nn
+
+    class HalfIO(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.net = inner.half()
+
+        def forward(self, x):
+            return self.net(x.half()).float()
+
+    return HalfIO(net).eval()
+
+
+def _names_dict(names: Sequence[str]) -> Dict[int, str]:
+    return {i: str(n) for i, n in enumerate(names)}
+
+
+def export_onnx(model, path: str, img_size: Union[int, Sequence[int]] = (640, 640), batch: int = 1,
+                dynamic_batch: bool = False, opset: int = 12, half: bool = False) -> str:
+    """Export a YOLOv5 (perception_edge.models.yolov5.YOLOv5) to ``path``; returns the path.
+
+    img_size is (H, W) or one int, multiples of 32. The spatial size is static (grids and Reshape
+    shapes become constants, as TensorRT wants); with dynamic_batch the batch axis is named "batch".
+    BatchNorm is folded into the convolutions. half: fp16 weights and compute with float32 I/O.
+    """
+    import onnx
+    import torch
+
+    from perception_edge import __version__
+
+    h, w = _img_hw(img_size)
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    names = list(getattr(model, "names", []) or [])
+    net = copy.deepcopy(model).float().cpu().eval()
+    if hasattr(net, "fuse"):
+        net.fuse()
+    if half:
+        net = _half_io(net)
+    dummy = torch.zeros(batch, 3, h, w)
+    with torch.no_grad():
+        out = net(dummy)
+    if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != batch or out.shape[2] < 6:
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"the model maps [{batch},3,{h},{w}] to {shape}; YOLOv5 export needs [B,N,5+nc]")
+    nc = int(out.shape[2]) - 5
+    if len(names) != nc:
+        names = [str(i) for i in range(nc)]
+    stride = int(max(getattr(model, "stride", torch.tensor([32])).tolist()))
+    buf = io.BytesIO()
+    dynamic_axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings (constant grids are intended), deprecation notes
+        torch.onnx.export(net, (dummy,), buf, dynamo=False, opset_version=int(opset), input_names=["images"],
+                          output_names=["output0"], dynamic_axes=dynamic_axes, do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    # the tracer leaves N and 5+nc symbolic (the batch -1 in Reshape hides them): state them
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims, ("batch" if dynamic_batch else batch, int(out.shape[1]), int(out.shape[2]))):
+        dim.Clear()
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    meta = {
+        "stride": str(stride),
+        "names": str(_names_dict(names)),  # a dict literal, exactly as the official export writes it
+        "producer": PRODUCER,
+        "task": "detect",
+        "imgsz": json.dumps([h, w]),
+    }
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    proto.producer_name = PRODUCER
+    proto.producer_version = __version__
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"the exported graph fails the ONNX checker: {str(e).splitlines()[0]}") from None
+    out_path = Path(path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out_path))
+    return str(out_path)
+
+
+# --- official checkpoints --------------------------------------------------------------------------
+
+_MODULE_PLACEHOLDERS: Dict[Tuple[str, str], type] = {}
+_BUILTINS = {"set", "frozenset", "list", "dict", "tuple", "slice", "range", "complex", "bytearray", "bytes",
+             "int", "float", "bool", "str"}
+_COLLECTIONS = {"OrderedDict", "defaultdict", "deque", "Counter"}
+_PATHLIB = {"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"}
+_CODECS = {"encode"}  # protocol-2 pickles store bytes as _codecs.encode(str, "latin1")
+_TORCH_UTILS = {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                "_rebuild_parameter_with_state", "_rebuild_device_tensor_from_numpy", "_rebuild_meta_tensor_no_storage",
+                "_rebuild_wrapper_subclass", "_rebuild_qtensor", "_rebuild_sparse_tensor", "_rebuild_nested_tensor"}
+
+
+def _placeholder(module: str, name: str) -> type:
+    """An inert nn.Module subclass standing for a yolov5 class: nn.Module.__setstate__ restores its
+    __dict__ (submodules, parameters, buffers, plain attributes); it has no forward of its own."""
+    import torch.nn as nn
+
+    key = (module, name)
+    cls = _MODULE_PLACEHOLDERS.get(key)
+    if cls is None:
+        cls = type(name, (nn.Module,), {"official_class": f"{module}.{name}", "__module__": __name__})
+        _MODULE_PLACEHOLDERS[key] = cls
+    return cls
+
+
+def _allowed_global(module: str, name: str):
+    """What the unpickler may use for module.name, or None when it is not on the allow-list."""
+    import torch
+    import torch.nn as nn
+
+    top = module.split(".")[0]
+    if top in ("models", "utils") or module == "perception_edge.models.yolov5":  # ours: torch.save(model)
+        return _placeholder(module, name)
+    if module == "builtins" and name in _BUILTINS:
+        return getattr(__import__("builtins"), name)
+    if module == "_codecs" and name in _CODECS:
+        return getattr(__import__("_codecs"), name)
+    if module == "collections" and name in _COLLECTIONS:
+        return getattr(__import__("collections"), name)
+    if module in ("pathlib", "pathlib._local") and name in _PATHLIB:
+        return getattr(__import__("pathlib"), name)  # opt entries of some checkpoints: data only
+    if module == "torch._utils" and name in _TORCH_UTILS:
+        return getattr(torch._utils, name, None)
+    if module == "torch._tensor" and name == "_rebuild_from_type_v2":
+        return torch._tensor._rebuild_from_type_v2  # its callable arguments pass through this check too
+    if module == "torch" and (name in ("Size", "Tensor", "device") or name.endswith("Storage")):
+        return getattr(torch, name, None)
+    if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+        return getattr(torch, name)
+    if module in ("torch.nn.parameter",) and name in ("Parameter", "Buffer"):
+        return getattr(nn.parameter, name, None)
+    if module.startswith("torch.nn.modules."):  # layers: restored through nn.Module.__setstate__
+        try:
+            obj = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            return None
+        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
+        import numpy as np
+
+        core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+        return getattr(core.multiarray, name)
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        import numpy as np
+
+        return getattr(np, name)
+    if module == "numpy.dtypes" and name.endswith("DType"):
+        import numpy as np
+
+        obj = getattr(getattr(np, "dtypes", None), name, None)
+        return obj if isinstance(obj, type) and issubclass(obj, np.dtype) else None
+    return None
+
+
+def _safe_pickle_module(source: str) -> types.ModuleType:
+    """A pickle-module stand-in for torch.load whose Unpickler resolves globals via the allow-list."""
+    import pickle
+
+    import _compat_pickle
+
+    class SafeUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            # the Python 2 names protocol-2 pickles use (__builtin__.set, ...), as pickle's own find_class maps them
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+            obj = _allowed_global(module, name)
+            if obj is None:
+                raise ModelError(f"checkpoint {source} references {module}.{name}, which is not allowed in a "
+                                 f"YOLOv5 checkpoint (refusing to load it: it could run code)")
+            return obj
+
+    def load(f, **kwargs):
+        return SafeUnpickler(f, **kwargs).load()
+
+    mod = types.ModuleType("perception_edge_safe_pickle")
+    mod.Unpickler = SafeUnpickler
+    mod.load = load
+    mod.__name__ = "perception_edge_safe_pickle"
+    return mod
+
+
+def _official_name(obj: Any) -> str:
+    return getattr(type(obj), "official_class", "")
+
+
+def _names_list(names: Any) -> Optional[List[str]]:
+    if isinstance(names, dict):
+        try:
+            return [str(names[k]) for k in sorted(names, key=int)]
+        except (TypeError, ValueError):
+            return None
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    return None
+
+
+def load_official_checkpoint(path: str):
+    """An official YOLOv5 (v6.0+ architecture) ``.pt`` -> YOLOv5 in eval mode, float32, with the
+    checkpoint's class names and anchors. Prefers the 'ema' weights when the checkpoint has them."""
+    import torch
+
+    from perception_edge.models.yolov5 import YOLOv5
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"checkpoint {path} not found" + (" (it is a directory)" if p.is_dir() else ""))
+    kwargs = {"map_location": "cpu", "pickle_module": _safe_pickle_module(str(path))}
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        kwargs["weights_only"] = False  # our allow-list instead of torch's (which rejects yolov5 classes)
+    try:
+        ckpt = torch.load(str(p), **kwargs)
+    except ModelError:
+        raise  # a global outside the allow-list
+    except Exception as e:  # zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ... from a corrupt file
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"checkpoint {path} is not a readable PyTorch file ({type(e).__name__}: {first})") from None
+
+    model = None
+    if isinstance(ckpt, dict):
+        for key in ("ema", "model"):  # EMA weights are the ones the official code evaluates
+            if ckpt.get(key) is not None:
+                model = ckpt[key]
+                break
+    else:
+        model = ckpt
+    kind = _official_name(model)
+    if not kind:
+        raise ModelError(f"checkpoint {path} holds no YOLOv5 model (expected a dict with a 'model' or 'ema' "
+                         f"entry from ultralytics/yolov5)")
+    if kind.split(".")[-1] not in ("DetectionModel", "Model", "YOLOv5"):
+        raise ModelError(f"checkpoint {path} holds a {kind}; only YOLOv5 detection models are supported")
+    cfg = getattr(model, "yaml", None)
+    if not isinstance(cfg, dict):
+        raise ModelError(f"checkpoint {path}: the model has no 'yaml' architecture dict")
+    try:
+        nc = int(cfg["nc"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"checkpoint {path}: the model yaml has no valid 'nc'") from None
+    names = _names_list(getattr(model, "names", None))
+    if names is not None and len(names) != nc:
+        raise ModelError(f"checkpoint {path} has {len(names)} class names but nc={nc}")
+    try:
+        ours = YOLOv5(cfg=cfg, names=names)
+    except ModelError as e:
+        raise ModelError(f"checkpoint {path}: {e}") from None
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, torch.Tensor) and stride.tolist() != ours.stride.tolist():
+        raise ModelError(f"checkpoint {path} has strides {stride.tolist()}, its yaml gives {ours.stride.tolist()}")
+    try:
+        # float32 (official checkpoints store fp16); anchor_grid was a buffer before v6.0, not a weight
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+                 if not k.endswith("anchor_grid")}
+    except Exception as e:
+        raise ModelError(f"checkpoint {path}: cannot read the model's weights ({type(e).__name__}: {e})") from None
+    try:
+        ours.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise ModelError(f"checkpoint {path} does not fit the YOLOv5 architecture of its yaml: "
+                         f"{detail[:300]}{'...' if len(detail) > 300 else ''}") from None
+    return ours.eval()
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _calibration_images(specs: Sequence[str]) -> List[Any]:
+    import cv2
+
+    paths: List[str] = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            paths += sorted(str(q) for q in Path(spec).iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(c in spec for c in "*?["):
+            paths += sorted(glob.glob(spec))
+        else:
+            paths.append(spec)
+    if not paths:
+        raise InputError(f"no calibration images found in {' '.join(specs)}")
+    images = []
+    for path in paths:
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"cannot read calibration image {path}")
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images
+
+
+def _shape_of(value_info) -> List[Union[int, str]]:
+    return [d.dim_param if d.dim_param else d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def main_export(argv: Optional[List[str]] = None) -> int:
+    """`perception-edge export`: an official YOLOv5 .pt (or a random-weight variant) -> ONNX."""
+    parser = argparse.ArgumentParser(
+        prog="perception-edge export",
+        description="Export YOLOv5 (an official ultralytics/yolov5 .pt, loaded without running its code, or a "
+                    "randomly initialised variant) to ONNX: input 'images' [B,3,H,W], output 'output0' [B,N,5+nc].")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="official YOLOv5 checkpoint (.pt), v6.0+ architecture")
+    src.add_argument("--variant", choices=["n", "s", "m", "l", "x"], help="random weights of this size")
+    parser.add_argument("--nc", type=int, default=80, help="classes for --variant (default 80)")
+    parser.add_argument("--labels", help="class names file (one per line) for --variant")
+    parser.add_argument("--calibrate-on", nargs="+", metavar="IMAGE",
+                        help="images (files, directories or globs) to recalibrate batch norm of a random model on, "
+                             "so that its outputs depend on the input")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for --variant (default 0)")
+    parser.add_argument("--img-size", type=int, nargs="+", default=[640], metavar="N",
+                        help="input size: N (square) or H W, multiples of 32 (default 640)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the graph (default 1)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic ('batch')")
+    parser.add_argument("--opset", type=int, default=12, help="ONNX opset (default 12)")
+    parser.add_argument("--half", action="store_true", help="fp16 weights and compute (float32 input/output)")
+    parser.add_argument("--output", "-o", help="output .onnx (default: next to --weights, or yolov5<variant>.onnx)")
+    args = parser.parse_args(argv)
+
+    import onnx
+    import torch
+
+    from perception_edge.models.yolov5 import YOLOv5, recalibrate_batchnorm
+
+    hw = _img_hw(args.img_size)
+    if args.weights:
+        if args.calibrate_on or args.labels:
+            raise ConfigError("--calibrate-on and --labels apply to --variant only (a checkpoint has both)")
+        model = load_official_checkpoint(args.weights)
+        output = args.output or str(Path(args.weights).with_suffix(".onnx"))
+        source = f"{args.weights} (nc={model.nc})"
+    else:
+        if args.nc < 1:
+            raise ConfigError(f"--nc must be >= 1, got {args.nc}")
+        names = None
+        if args.labels:
+            from perception_edge.core.labels import read_labels
+
+            names = read_labels(args.labels)
+        torch.manual_seed(args.seed)
+        model = YOLOv5(nc=args.nc, variant=args.variant, names=names)
+        if args.calibrate_on:
+            images = _calibration_images(args.calibrate_on)
+            recalibrate_batchnorm(model, images, hw)
+            note = f"batch norm recalibrated on {len(images)} image(s)"
+        else:
+            note = "batch norm not calibrated: outputs barely depend on the input"
+        output = args.output or f"yolov5{args.variant}.onnx"
+        source = f"random yolov5{args.variant} (nc={args.nc}, seed {args.seed}; {note})"
+    path = export_onnx(model.eval(), output, img_size=hw, batch=args.batch, dynamic_batch=args.dynamic_batch,
+                       opset=args.opset, half=args.half)
+    graph = onnx.load(path, load_external_data=False).graph
+    print(f"exported {source}")
+    print(f"  output: {path}")
+    for vi in graph.input:
+        print(f"  input  {vi.name}: {_shape_of(vi)} float32")
+    for vi in graph.output:
+        print(f"  output {vi.name}: {_shape_of(vi)} float32")
+    print(f"  opset {args.opset}{', fp16 weights' if args.half else ''}; exporter: {EXPORTER}")
+    return 0
