@@ -1,0 +1,100 @@
+"""YOLOv5 detection node: one Detector call per synchronized batch of cameras.
+
+Per camera (namespace of the image topic, /cam_front/image_raw -> /cam_front):
+  <ns>/detections   vision_msgs/Detection2DArray, header = the source image's header
+  <ns>/label_info   vision_msgs/LabelInfo, transient local (published at start, and again when
+                    detection.conf_threshold changes)
+  <ns>/debug_image  sensor_msgs/Image rgb8 with boxes (core.drawing), rendered only while subscribed
+
+In the container, batches come from the camera_fusion node in-process; standalone
+(`ros2 run perception_edge detection_node`) the node subscribes to the cameras itself.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Optional
+
+from perception_edge.core.drawing import draw
+from perception_edge.core.image_conversion import to_rgb
+from perception_edge.core.sync import Batch
+from perception_edge.nodes.messages import detections_to_msg, header_of, label_info_msg, rgb_to_msg
+from perception_edge.nodes.model_node import ModelNode, per_camera
+from perception_edge.nodes.parameters import output_topic, run_main
+
+
+def latched_qos():
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class DetectionNode(ModelNode):
+    kind = "detection"
+    dynamic_parameters = ("detection.conf_threshold", "detection.iou_threshold", "detection.max_detections",
+                          "detection.agnostic_nms")
+
+    def __init__(self, node_name: str = "detection", internal_fusion: bool = False, **kwargs):
+        super().__init__(node_name, internal_fusion=internal_fusion, **kwargs)
+
+    def load_model(self, params: Dict[str, Any]):
+        from perception_edge.pipeline import detector_from_config
+
+        return detector_from_config(params)
+
+    @property
+    def detector(self):
+        return self.model
+
+    def setup_outputs(self) -> None:
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray, LabelInfo
+
+        self.det_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
+            Detection2DArray, output_topic(c, "detections"), 10))
+        self.label_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
+            LabelInfo, output_topic(c, "label_info"), latched_qos()))
+        self.debug_pubs: Dict[str, Any] = {}
+        if self.params["debug_image"]:
+            self.debug_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
+                Image, output_topic(c, "debug_image"), 1))
+        self.publish_label_info()
+        self.get_logger().info(
+            f"{len(self.model.class_names)} classes; publishing {', '.join(output_topic(c, 'detections') for c in self.cameras)}")
+
+    def publish_label_info(self) -> None:
+        from std_msgs.msg import Header
+
+        header = Header(stamp=self.get_clock().now().to_msg())
+        msg = label_info_msg(self.model.class_names, self.model.conf_threshold, header)
+        for pub in self.label_pubs.values():
+            pub.publish(msg)
+
+    def publish_results(self, batch: Batch, results: List[Any]) -> None:
+        for frame, dets in zip(batch.frames, results):
+            header = header_of(frame)
+            pub = self.det_pubs.get(frame.camera)
+            if pub is None:
+                continue
+            pub.publish(detections_to_msg(dets, header))
+            debug = self.debug_pubs.get(frame.camera)
+            if debug is not None and debug.get_subscription_count() > 0:
+                debug.publish(rgb_to_msg(draw(to_rgb(frame.pixels, frame.order), dets), header))
+
+    def on_parameter(self, name: str, value: Any) -> None:
+        attr = name.split(".", 1)[1]
+        if attr == "agnostic_nms":
+            self.model.agnostic_nms = bool(value)
+        else:
+            setattr(self.model, attr, value)
+        if attr == "conf_threshold":
+            self.publish_label_info()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main("detection_node", lambda nodes: nodes.append(DetectionNode(internal_fusion=True)), argv,
+                    multi_threaded=False)  # all heavy work is on worker threads
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Lane segmentation node: one Segmenter call per synchronized batch of cameras.
+
+Per camera (namespace of the image topic):
+  <ns>/lane_mask     sensor_msgs/Image mono8, class id per pixel at the source resolution, header =
+                     the source image's header
+  <ns>/lane_overlay  sensor_msgs/Image rgb8, the classes' colours blended into the frame, rendered
+                     only while subscribed
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Optional
+
+from perception_edge.core.image_conversion import to_rgb
+from perception_edge.core.segmentation import overlay
+from perception_edge.core.sync import Batch
+from perception_edge.nodes.messages import header_of, mask_to_msg, rgb_to_msg
+from perception_edge.nodes.model_node import ModelNode, per_camera
+from perception_edge.nodes.parameters import output_topic, run_main
+
+
+class SegmentationNode(ModelNode):
+    kind = "segmentation"
+    dynamic_parameters = ("segmentation.threshold",)
+
+    def __init__(self, node_name: str = "segmentation", internal_fusion: bool = False, **kwargs):
+        super().__init__(node_name, internal_fusion=internal_fusion, **kwargs)
+
+    def load_model(self, params: Dict[str, Any]):
+        from perception_edge.pipeline import segmenter_from_config
+
+        return segmenter_from_config(params)
+
+    @property
+    def segmenter(self):
+        return self.model
+
+    def setup_outputs(self) -> None:
+        from sensor_msgs.msg import Image
+
+        self.mask_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
+            Image, output_topic(c, "lane_mask"), 10))
+        self.overlay_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
+            Image, output_topic(c, "lane_overlay"), 1))
+        self.get_logger().info(
+            f"publishing {', '.join(output_topic(c, 'lane_mask') for c in self.cameras)}")
+
+    def publish_results(self, batch: Batch, results: List[Any]) -> None:
+        for frame, mask in zip(batch.frames, results):
+            pub = self.mask_pubs.get(frame.camera)
+            if pub is None:
+                continue
+            header = header_of(frame)
+            pub.publish(mask_to_msg(mask, header))
+            ov = self.overlay_pubs.get(frame.camera)
+            if ov is not None and ov.get_subscription_count() > 0:
+                ov.publish(rgb_to_msg(overlay(to_rgb(frame.pixels, frame.order), mask), header))
+
+    def on_parameter(self, name: str, value: Any) -> None:
+        if name == "segmentation.threshold":
+            self.model.threshold = float(value)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main("segmentation_node", lambda nodes: nodes.append(SegmentationNode(internal_fusion=True)), argv,
+                    multi_threaded=False)  # all heavy work is on worker threads
+
+
+if __name__ == "__main__":
+    sys.exit(main())
