@@ -22,6 +22,7 @@ COMMANDS = {
     "build-engine": ("perception_edge.tools.build_engine", "main", "ONNX -> TensorRT engine + sidecar [tensorrt]"),
     "bench": ("perception_edge.tools.bench", "main", "per-stage latency of the pipeline on real frames"),
     "bench-ros": ("perception_edge.tools.bench_ros", "main", "end-to-end latency through the ROS container"),
+    "replay": ("perception_edge.tools.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
     "generate-data": ("perception_edge.data.dataset", "main_generate", "synthetic driving scenes with ground truth"),
     "import-carla": ("perception_edge.data.dataset", "main_import_carla", "CARLA captures -> lane-mask dataset"),
     "train-seg": ("perception_edge.tools.train_seg", "main", "train a lane segmentation model (U-Net / DDRNet) [torch]"),

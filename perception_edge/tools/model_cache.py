@@ -19,9 +19,9 @@ def calibration_images(limit: int = 8) -> List[np.ndarray]:
     paths = sorted(glob.glob(str(DRIVING / "*.jpg")))[:limit]
     if paths:
         return [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
-    from perception_edge.data.synthetic import render_scene
+    from perception_edge.data.synthetic import scene_frames
 
-    return [render_scene(seed=i, size=(1280, 720)).image for i in range(limit)]
+    return [scene_frames(seed=i, size=(1280, 720))[0].image for i in range(limit)]
 
 
 def yolov5_onnx(variant: str = "n", img_size: int = 640, dynamic_batch: bool = True) -> Path:
