@@ -1,9 +1,12 @@
 """Multi-camera frame synchronization and the depth-1 handoff to the inference worker (no ROS imports).
 
 FrameSync keeps only the newest unused frame of each camera (depth 1) and forms a Batch as soon as
-every live camera has a frame and their header stamps lie within `slop` of each other. A camera
-whose last frame *arrived* more than `stale_timeout` ago is stale: it leaves the batch instead of
-stalling the others, and rejoins with its next frame. Nothing queues: a frame that cannot be used
+every live camera has a frame and their header stamps lie within `slop` of each other. When a
+frame has waited `stale_timeout` for a live camera that sent nothing, that camera is stale: it
+leaves the batches instead of stalling the others (they are no longer held for it), and rejoins
+with its next frame. The wait is timed from the waiting frame, not from the silent camera's last
+frame, so cameras publishing slower than 1 / stale_timeout (a replay in lockstep, a 1 Hz camera)
+still batch together. Nothing queues: a frame that cannot be used
 any more (replaced by a newer one, too old to match, or left behind by a stale camera) is counted
 as dropped.
 
@@ -110,8 +113,8 @@ class FrameSync:
         self._lock = threading.Lock()
         self._pending: Dict[str, Optional[Frame]] = {c: None for c in self.cameras}
         self._stats: Dict[str, CameraStats] = {c: CameraStats() for c in self.cameras}
-        # a camera that never sent anything is timed from the start, so it cannot stall the others
         self._started = clock()
+        self._waiting_since: Optional[float] = None  # arrival of the oldest frame waiting for a batch
         self.batches = 0
 
     # -- input ------------------------------------------------------------------------------------
@@ -135,6 +138,8 @@ class FrameSync:
                     st.dropped += 1  # replaced before it was used
                 self._pending[frame.camera] = frame
                 st.last_stamp = frame.stamp
+                if self._waiting_since is None:
+                    self._waiting_since = now
             return self._try_batch(now)
 
     def poll(self) -> Optional[Batch]:
@@ -163,15 +168,17 @@ class FrameSync:
 
     # -- internals (lock held) --------------------------------------------------------------------
     def _update_stale(self, now: float) -> None:
-        for cam in self.cameras:
+        if self._waiting_since is None or now - self._waiting_since <= self.stale_timeout:
+            return
+        for cam in self.cameras:  # a frame waited too long: whoever it waits for is stale
             st = self._stats[cam]
-            last = self._started if st.last_arrival is None else st.last_arrival
-            if not st.is_stale and now - last > self.stale_timeout:
+            if not st.is_stale and self._pending[cam] is None:
                 st.is_stale = True
                 st.stale += 1
-                if self._pending[cam] is not None:  # too old to pair with anything still to come
-                    self._pending[cam] = None
-                    st.dropped += 1
+
+    def _rewait(self) -> None:
+        arrivals = [f.arrival for f in self._pending.values() if f is not None]
+        self._waiting_since = min(arrivals) if arrivals else None
 
     def _try_batch(self, now: float) -> Optional[Batch]:
         self._update_stale(now)
@@ -188,10 +195,12 @@ class FrameSync:
             oldest = live[stamps.index(min(stamps))]
             self._pending[oldest] = None
             self._stats[oldest].dropped += 1
+            self._rewait()
             return None
         for c in live:
             self._pending[c] = None
             self._stats[c].batched += 1
+        self._rewait()
         self.batches += 1
         stale = [c for c in self.cameras if self._stats[c].is_stale]
         return Batch(frames=frames, stale=stale, created=now)  # type: ignore[arg-type]

@@ -188,6 +188,8 @@ class CameraFusion:
                            f"stale: no frame for {values['silence_s']:.1f} s") + " (left out of the batches)"
             elif now - st.last_bad_time <= max(period, 1.0) * 2:
                 level, message = diag.WARN, f"bad messages ({st.bad}): {st.last_error}"
+            elif values["silence_s"] > 2 * self.sync.stale_timeout:  # every camera silent: nothing waits
+                level, message = diag.WARN, f"no frame for {values['silence_s']:.1f} s"
             elif st.incompatible_qos and s.received == 0:
                 level, message = diag.WARN, "incompatible QoS publisher"
             else:
