@@ -7,6 +7,7 @@ import pytest
 
 from perception_edge.core.detections import decode_efficient_nms, decode_raw, to_source
 from perception_edge.core.errors import ModelError
+from perception_edge.core.labels import COCO80
 from perception_edge.core.transform import letterbox_transform
 import yolov5_reference as ref
 
@@ -138,3 +139,27 @@ def test_detector_batches_cameras_in_one_call(yolov5n_onnx, session, frames_bgr)
         np.testing.assert_array_equal(a.class_ids, b.class_ids)
     assert any(len(d) for d in batched)
     assert not all(np.array_equal(batched[0].boxes, d.boxes) for d in batched[1:]), "outputs depend on the input"
+
+
+def test_cli_detect_writes_json_in_source_pixels(yolov5n_onnx, session, frame_paths, tmp_path):
+    import json
+
+    import cv2
+
+    from perception_edge.tools.cli import main
+
+    bgr = cv2.imread(str(frame_paths[2]))
+    _, pred = ref.detect(session, bgr, 0.0, 0.45)
+    conf = _conf_for(pred, 40)
+    theirs, _ = ref.detect(session, bgr, conf, 0.45)
+    assert main(["detect", "--model", str(yolov5n_onnx), "--output", str(tmp_path), "--conf-thres", str(conf),
+                 str(frame_paths[2])]) == 0
+    record = json.loads((tmp_path / f"{frame_paths[2].stem}.json").read_text())
+    assert (record["width"], record["height"]) == (1280, 720) and record["image"] == str(frame_paths[2])
+    rows = np.array([d["box_xyxy"] + [d["score"], d["class_id"]] for d in record["detections"]])
+    assert len(rows) == len(theirs) > 0
+    np.testing.assert_array_equal(rows[:, 5], theirs[:, 5])
+    np.testing.assert_allclose(rows[:, 4], theirs[:, 4], atol=1e-5)  # written with 5 decimals
+    np.testing.assert_allclose(rows[:, :4], theirs[:, :4], atol=1e-3 * 1280)
+    assert [d["class_name"] for d in record["detections"]] == [COCO80[int(c)] for c in theirs[:, 5]]
+    assert cv2.imread(str(tmp_path / f"{frame_paths[2].stem}.jpg")).shape == (720, 1280, 3)

@@ -42,46 +42,45 @@ def _read(path: str):
     return bgr
 
 
-def main_detect(argv: List[str]) -> int:
-    from perception_edge.pipeline import detector_from_config
-
-    args = _parser("detect", DETECT_PARAMS, "YOLOv5 detection on images").parse_args(argv)
-    params = config.from_cli(args, DETECT_PARAMS, args.config)
-    params["detection.model"] = args.model
-    detector = detector_from_config(params)
+def _each_image(prog: str, names: List[str], help_: str, model_key: str, argv: List[str], make_model, handle) -> int:
+    """Parse the shared flags, build the model from the schema's values, run `handle` per image."""
+    args = _parser(prog, names, help_).parse_args(argv)
+    params = config.from_cli(args, names, args.config)
+    params[model_key] = args.model
+    model = make_model(params)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for path in args.images:
         bgr = _read(path)
-        dets = detector([(bgr, "bgr")])[0]
+        handle(path, bgr, model([(bgr, "bgr")])[0], out / Path(path).stem)
+    return 0
+
+
+def main_detect(argv: List[str]) -> int:
+    from perception_edge.pipeline import detector_from_config
+
+    def write(path: str, bgr, dets, stem: Path) -> None:
         record = {"image": str(path), "width": bgr.shape[1], "height": bgr.shape[0], "detections": [
             {"class_id": int(c), "class_name": n, "score": round(float(s), 5),
              "box_xyxy": [round(float(v), 2) for v in b]}
             for b, s, c, n in zip(dets.boxes, dets.scores, dets.class_ids, dets.names())]}
-        stem = Path(path).stem
-        (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+        Path(f"{stem}.json").write_text(json.dumps(record, indent=1))
         annotated = draw(to_rgb(bgr, "bgr"), dets)
-        cv2.imwrite(str(out / f"{stem}.jpg"), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-        print(f"{path}: {len(dets)} detections -> {out / stem}.json, {out / stem}.jpg")
-    return 0
+        cv2.imwrite(f"{stem}.jpg", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+        print(f"{path}: {len(dets)} detections -> {stem}.json, {stem}.jpg")
+
+    return _each_image("detect", DETECT_PARAMS, "YOLOv5 detection on images", "detection.model", argv,
+                       detector_from_config, write)
 
 
 def main_segment(argv: List[str]) -> int:
-    from perception_edge.pipeline import segmenter_from_config
     from perception_edge.core.segmentation import overlay
+    from perception_edge.pipeline import segmenter_from_config
 
-    args = _parser("segment", SEGMENT_PARAMS, "lane segmentation on images").parse_args(argv)
-    params = config.from_cli(args, SEGMENT_PARAMS, args.config)
-    params["segmentation.model"] = args.model
-    segmenter = segmenter_from_config(params)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in args.images:
-        bgr = _read(path)
-        mask = segmenter([(bgr, "bgr")])[0]
-        stem = Path(path).stem
-        cv2.imwrite(str(out / f"{stem}_mask.png"), mask)
-        cv2.imwrite(str(out / f"{stem}_overlay.jpg"), cv2.cvtColor(overlay(to_rgb(bgr, "bgr"), mask), cv2.COLOR_RGB2BGR))
-        share = float((mask > 0).mean())
-        print(f"{path}: {share:.1%} non-background -> {out / stem}_mask.png, {out / stem}_overlay.jpg")
-    return 0
+    def write(path: str, bgr, mask, stem: Path) -> None:
+        cv2.imwrite(f"{stem}_mask.png", mask)
+        cv2.imwrite(f"{stem}_overlay.jpg", cv2.cvtColor(overlay(to_rgb(bgr, "bgr"), mask), cv2.COLOR_RGB2BGR))
+        print(f"{path}: {float((mask > 0).mean()):.1%} non-background -> {stem}_mask.png, {stem}_overlay.jpg")
+
+    return _each_image("segment", SEGMENT_PARAMS, "lane segmentation on images", "segmentation.model", argv,
+                       segmenter_from_config, write)
