@@ -34,36 +34,9 @@ DETECTIONS = "/bench_cam/detections"
 SETTLE_S = 0.05
 
 # Fast DDS with its defaults moves a 2.7 MB image through a 512 KiB shared-memory segment in
-# fragments (~30 ms here); a segment that holds a whole frame takes that to ~10 ms. Used for the
-# "shm" run (both processes), written to a temporary file; transports stay on this host (shared
-# memory + UDP on 127.0.0.1 only).
-LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm_large_frames</transport_id>
-        <type>SHM</type>
-        <segment_size>16777216</segment_size>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>udp_localhost</transport_id>
-        <type>UDPv4</type>
-        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="perception_edge_large_frames" is_default_profile="true">
-      <rtps>
-        <userTransports>
-          <transport_id>shm_large_frames</transport_id>
-          <transport_id>udp_localhost</transport_id>
-        </userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# fragments (~30 ms here); a segment that holds a whole frame takes that to a few ms. The "shm" run
+# uses the profile the package ships for deployments (both processes).
+LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_frames.xml"
 
 
 def _pct(values: List[float], q: float) -> float:
@@ -235,8 +208,7 @@ def _run_client(argv: List[str], transport: str, log: Path) -> Dict[str, object]
     tmp = Path(tempfile.mkdtemp(prefix="bench_ros_"))
     if transport == "shm":
         profile = tmp / "fastdds_large_frames.xml"
-        profile.write_text(LARGE_SHM_PROFILE)
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LARGE_FRAMES_PROFILE)
     result = tmp / "result.json"
     cmd = [sys.executable, "-m", "perception_edge.tools.bench_ros", *argv, "--client", str(result), "--log", str(log)]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
