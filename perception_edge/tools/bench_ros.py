@@ -36,7 +36,7 @@ SETTLE_S = 0.05
 # Fast DDS with its defaults moves a 2.7 MB image through a 512 KiB shared-memory segment in
 # fragments (~30 ms here); a segment that holds a whole frame takes that to a few ms. The "shm" run
 # uses the profile the package ships for deployments (both processes).
-LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_frames.xml"
+from perception_edge.tools.replay import LARGE_FRAMES_PROFILE  # noqa: E402
 
 
 def _pct(values: List[float], q: float) -> float:

@@ -32,6 +32,7 @@ from perception_edge.core.errors import ConfigError
 from perception_edge.core.image_conversion import to_rgb
 
 SYNTHETIC_CAMERAS = ("front", "front_left", "front_right")
+LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_frames.xml"
 Step = List[Tuple[str, np.ndarray, Optional[object]]]  # per camera: (name, RGB frame, ground truth or None)
 
 
@@ -154,7 +155,9 @@ def run(steps: List[Step], det_model: str, seg_model: str, out: Path, rate: floa
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LARGE_FRAMES_PROFILE))  # whole frames in shared memory
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
+                                           "FASTDDS_DEFAULT_PROFILES_FILE")})
     params = write_params(Path(tempfile.mkdtemp()) / "replay.yaml", cameras, det_model, seg_model, config_file)
     log_path = out / "container.log"
     with open(log_path, "wb") as log_file:
