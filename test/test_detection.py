@@ -109,7 +109,7 @@ def test_detector_matches_official_reference_on_real_frames(yolov5n_onnx, sessio
         bgr = np.ascontiguousarray(np.rot90(bgr))
     elif crop is not None:
         bgr = np.ascontiguousarray(bgr[crop])
-    _, pred = ref.detect(session, bgr, 0.0, 0.45)
+    pred = ref.raw_prediction(session, bgr)
     conf = _conf_for(pred)
     theirs, _ = ref.detect(session, bgr, conf, 0.45)
     assert len(theirs) >= 5, "the recalibrated model should produce candidate boxes"
@@ -128,7 +128,7 @@ def test_detector_batches_cameras_in_one_call(yolov5n_onnx, session, frames_bgr)
     from perception_edge.backends import create_backend
     from perception_edge.pipeline import Detector
 
-    _, pred = ref.detect(session, frames_bgr[1], 0.0, 0.45)
+    pred = ref.raw_prediction(session, frames_bgr[1])
     detector = Detector(create_backend(str(yolov5n_onnx)), conf_threshold=_conf_for(pred))
     images = [(f, "bgr") for f in frames_bgr[:3]]
     batched = detector(images)
@@ -149,7 +149,7 @@ def test_cli_detect_writes_json_in_source_pixels(yolov5n_onnx, session, frame_pa
     from perception_edge.tools.cli import main
 
     bgr = cv2.imread(str(frame_paths[2]))
-    _, pred = ref.detect(session, bgr, 0.0, 0.45)
+    pred = ref.raw_prediction(session, bgr)
     conf = _conf_for(pred, 40)
     theirs, _ = ref.detect(session, bgr, conf, 0.45)
     assert main(["detect", "--model", str(yolov5n_onnx), "--output", str(tmp_path), "--conf-thres", str(conf),

@@ -81,11 +81,16 @@ def scale_boxes(img1_shape, boxes, img0_shape):
     return boxes
 
 
-def detect(session, bgr, conf_thres, iou_thres, agnostic=False, max_det=300, size=640):
-    """The official detect.py path for one BGR image through an ONNX Runtime session."""
+def raw_prediction(session, bgr, size=640):
+    """The model's raw head output for one BGR image, preprocessed as the official detect.py does."""
     im = letterbox(bgr, (size, size))[:, :, ::-1].transpose(2, 0, 1)
     im = np.ascontiguousarray(im, dtype=np.float32)[None] / 255
-    pred = session.run(None, {session.get_inputs()[0].name: im})[0]
+    return session.run(None, {session.get_inputs()[0].name: im})[0]
+
+
+def detect(session, bgr, conf_thres, iou_thres, agnostic=False, max_det=300, size=640):
+    """The official detect.py path for one BGR image through an ONNX Runtime session."""
+    pred = raw_prediction(session, bgr, size)
     det = non_max_suppression(pred, conf_thres, iou_thres, agnostic, max_det)[0]
     det[:, :4] = scale_boxes((size, size), det[:, :4], bgr.shape)
     return det, pred
