@@ -88,6 +88,8 @@ PARAMETERS: List[Param] = [
     Param("engine.workspace_mb", int, 1024, "TensorRT builder workspace limit (MiB).", range=(16, 65536)),
     Param("engine.dla_core", int, -1, "DLA core for the engine (-1: GPU only).", range=(-1, 7)),
     Param("engine.max_batch", int, 4, "Largest batch of a dynamic-batch engine profile.", range=(1, 64)),
+    Param("engine.check_sidecar", bool, True, "Refuse an .engine/.plan whose JSON sidecar is missing or does "
+          "not match this TensorRT version, GPU or ONNX model (false: load it anyway, with a warning)."),
 ]
 
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMETERS}
