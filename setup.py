@@ -26,7 +26,7 @@ setup(
         "cpu": ["opencv-python-headless>=4.5", "onnxruntime>=1.15"],
         "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
         "tools": ["rosbags>=0.9", "tqdm"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pycocotools>=2.0"],
     },
     zip_safe=True,
     maintainer="perception_edge developers",

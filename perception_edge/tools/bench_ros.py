@@ -52,7 +52,8 @@ class RawInference:
 
         self.backend = create_backend(model, "onnxruntime", num_threads=num_threads)
         detector = Detector(self.backend)
-        self.tensors = [detector.preprocess([(f, "rgb")], batch=1)[0] for f in frames_rgb]
+        # copies: the preprocessor returns its own reused buffer
+        self.tensors = [detector.preprocess([(f, "rgb")], batch=1)[0].copy() for f in frames_rgb]
 
     def run_ms(self, i: int) -> float:
         t = self.tensors[i % len(self.tensors)]

@@ -20,6 +20,8 @@ COMMANDS = {
     "segment": ("perception_edge.tools.infer", "main_segment", "lane segmentation on images -> mask PNG + overlay"),
     "export": ("perception_edge.models.export", "main_export", "YOLOv5 (PyTorch / official .pt) -> ONNX [torch]"),
     "build-engine": ("perception_edge.tools.build_engine", "main", "ONNX -> TensorRT engine + sidecar [tensorrt]"),
+    "quantize": ("perception_edge.tools.quantize", "main", "ONNX FP32 -> INT8 (static, QDQ, per-channel) for ONNX Runtime"),
+    "evaluate": ("perception_edge.tools.evaluate", "main", "accuracy, size and CPU latency of models side by side"),
     "bench": ("perception_edge.tools.bench", "main", "per-stage latency of the pipeline on real frames"),
     "bench-ros": ("perception_edge.tools.bench_ros", "main", "end-to-end latency through the ROS container"),
     "replay": ("perception_edge.tools.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
