@@ -43,6 +43,7 @@ def test_lane_model_contract():
     backend = create_backend(str(LANE))
     assert backend.input.name == "images" and backend.outputs[0].name == "logits"
     assert backend.outputs[0].shape[1] == 1  # binary lane marking
+    assert backend.input.dynamic_batch  # every camera of a step in one call
     meta = backend.metadata
     assert json.loads(meta["names"]) == ["background", "lane_marking"] and meta["resize_mode"] in ("letterbox", "stretch")
 
@@ -60,6 +61,7 @@ def test_detector_contract():
         pytest.skip(f"{DET} not present")
     assert DET.stat().st_size <= MAX_BYTES
     det = Detector(create_backend(str(DET)))
+    assert det.backend.input.dynamic_batch
     assert det.class_names == CLASSES
     assert det.layout == "raw"
 

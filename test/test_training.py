@@ -25,8 +25,9 @@ def test_train_seg_lowers_the_loss_and_exports(tmp_path):
     from perception_edge.pipeline import Segmenter
 
     seg = Segmenter(create_backend(result["onnx"]), resize_mode="letterbox")
-    masks = seg([(np.zeros((90, 160, 3), np.uint8), "rgb")])
-    assert masks[0].shape == (90, 160)
+    assert seg.backend.input.dynamic_batch
+    masks = seg([(np.zeros((90, 160, 3), np.uint8), "rgb")] * 2)
+    assert [m.shape for m in masks] == [(90, 160)] * 2 and seg.inference_calls == 1
 
 
 def test_train_seg_multiclass_ddrnet_step(tmp_path):
@@ -88,8 +89,8 @@ def test_train_det_lowers_the_loss_and_exports(tmp_path):
 
     det = Detector(create_backend(result["onnx"]), conf_threshold=0.01)
     assert det.class_names == ["car", "truck", "pedestrian", "traffic_sign"]
-    out = det([(np.zeros((90, 160, 3), np.uint8), "rgb")])
-    assert len(out) == 1
+    out = det([(np.zeros((90, 160, 3), np.uint8), "rgb")] * 2)
+    assert len(out) == 2 and det.inference_calls == 1  # dynamic batch: both frames in one call
 
 
 def test_train_det_mosaic_keeps_boxes_inside():

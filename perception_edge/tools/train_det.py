@@ -512,7 +512,9 @@ def _train(cfg: DetConfig) -> Dict[str, object]:
         from perception_edge.models.export import export_onnx
 
         best_model, _ = load_checkpoint(str(out / "best.pt"))
-        onnx_path = export_onnx(best_model, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1)
+        # dynamic batch: the camera fusion node sends all cameras of a step through one call
+        onnx_path = export_onnx(best_model, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1,
+                                dynamic_batch=True)
         if cfg.fp16_weights:
             store_weights_fp16(onnx_path)
         if not cfg.quiet:

@@ -351,7 +351,7 @@ def _train(cfg: SegConfig) -> Dict[str, object]:
 
         best, _ = load_checkpoint(str(out / "best.pt"))
         onnx_path = export_segmentation_onnx(best, str(out / "model.onnx"), cfg.input_hw, class_names=names,
-                                             resize_mode=cfg.resize_mode)
+                                             resize_mode=cfg.resize_mode, dynamic_batch=True)  # all cameras, one call
         if not cfg.quiet:
             print(f"exported {onnx_path}")
     return {"history": history, "best_iou": best_iou, "best": str(out / "best.pt"), "onnx": onnx_path,
