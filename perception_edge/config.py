@@ -6,7 +6,7 @@ the CLI and replay read the same file, so one file describes one deployment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, Mapping, Sequence
 
 from perception_edge.core.errors import ConfigError
 
@@ -17,8 +17,8 @@ class Param:
     type: type  # bool, int, float, str, or list (of str)
     default: Any
     description: str
-    range: Optional[Tuple[float, float]] = None
-    choices: Optional[Sequence[str]] = None
+    range: tuple[float, float] | None = None
+    choices: Sequence[str] | None = None
     read_only: bool = True  # most settings shape the pipeline at start-up
 
     def validate(self, value: Any) -> Any:
@@ -48,7 +48,7 @@ class Param:
         return v
 
 
-PARAMETERS: List[Param] = [
+PARAMETERS: list[Param] = [
     Param("cameras", list, ["/cam_front/image_raw"],
           "Image topics (sensor_msgs/Image, or CompressedImage when the name ends in /compressed)."),
     Param("backend", str, "auto", "Inference runtime: auto picks TensorRT for .engine/.plan files, "
@@ -92,16 +92,16 @@ PARAMETERS: List[Param] = [
           "not match this TensorRT version, GPU or ONNX model (false: load it anyway, with a warning)."),
 ]
 
-BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMETERS}
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
 
-def defaults() -> Dict[str, Any]:
+def defaults() -> dict[str, Any]:
     return {p.name: (list(p.default) if p.type is list else p.default) for p in PARAMETERS}
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mappings to dotted names ({'detection': {'model': m}} -> {'detection.model': m})."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -111,7 +111,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def validate(values: Mapping[str, Any], unknown_ok: bool = False) -> Dict[str, Any]:
+def validate(values: Mapping[str, Any], unknown_ok: bool = False) -> dict[str, Any]:
     """Defaults overlaid with `values` (dotted names), each checked against the schema."""
     merged = defaults()
     for name, value in values.items():
@@ -124,11 +124,11 @@ def validate(values: Mapping[str, Any], unknown_ok: bool = False) -> Dict[str, A
     return merged
 
 
-def ros_parameters_of(document: Any, node_name: Optional[str] = None) -> Dict[str, Any]:
+def ros_parameters_of(document: Any, node_name: str | None = None) -> dict[str, Any]:
     """The parameters a ROS params file gives a node ('/**' first, then the node's own section)."""
     if not isinstance(document, Mapping):
         raise ConfigError("parameter file: expected a mapping at the top level")
-    found: Dict[str, Any] = {}
+    found: dict[str, Any] = {}
     keys = ["/**"] + ([node_name, "/" + node_name] if node_name else [])
     for key in keys:
         section = document.get(key)
@@ -139,12 +139,12 @@ def ros_parameters_of(document: Any, node_name: Optional[str] = None) -> Dict[st
     return found
 
 
-def load_file(path: str, node_name: Optional[str] = None, unknown_ok: bool = True) -> Dict[str, Any]:
+def load_file(path: str, node_name: str | None = None, unknown_ok: bool = True) -> dict[str, Any]:
     """Read and validate a params file; unknown names are ignored (other nodes may share the file)."""
     import yaml
 
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             document = yaml.safe_load(f) or {}
     except OSError as e:
         raise ConfigError(f"cannot read parameter file {path}: {e.strerror}") from None
@@ -153,7 +153,7 @@ def load_file(path: str, node_name: Optional[str] = None, unknown_ok: bool = Tru
     return validate(ros_parameters_of(document, node_name), unknown_ok=unknown_ok)
 
 
-def add_cli_arguments(parser, names: Iterable[str], aliases: Optional[Mapping[str, str]] = None) -> None:
+def add_cli_arguments(parser, names: Iterable[str], aliases: Mapping[str, str] | None = None) -> None:
     """Add --dotted-name flags (dots and underscores become dashes) for the given parameters,
     plus any short alias flag given for a name."""
     for name in names:
@@ -161,7 +161,7 @@ def add_cli_arguments(parser, names: Iterable[str], aliases: Optional[Mapping[st
         flags = ["--" + name.replace(".", "-").replace("_", "-")]
         if aliases and name in aliases:
             flags.insert(0, aliases[name])
-        kwargs: Dict[str, Any] = dict(dest=name, default=None, help=f"{p.description} (default: {p.default})")
+        kwargs: dict[str, Any] = dict(dest=name, default=None, help=f"{p.description} (default: {p.default})")
         if p.type is bool:
             kwargs["action"] = "store_true"
         elif p.type is list:
@@ -173,7 +173,7 @@ def add_cli_arguments(parser, names: Iterable[str], aliases: Optional[Mapping[st
         parser.add_argument(*flags, **kwargs)
 
 
-def from_cli(args, names: Iterable[str], config_file: Optional[str] = None) -> Dict[str, Any]:
+def from_cli(args, names: Iterable[str], config_file: str | None = None) -> dict[str, Any]:
     """Schema defaults < config file < explicit CLI flags."""
     values = load_file(config_file) if config_file else defaults()
     for name in names:

@@ -6,7 +6,7 @@ once. Results are plain data; messages are built only in perception_edge.nodes.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -34,11 +34,11 @@ class BatchedModel:
             input_hw = (input_size, input_size)
         self.input_hw = input_hw
         self.preprocess = Preprocessor(input_hw, backend.input.dtype, mode=resize_mode)
-        self.timings: Dict[str, float] = {}  # ms per stage of the last call
+        self.timings: dict[str, float] = {}  # ms per stage of the last call
         self.inference_calls = 0  # total backend.run calls (tests check cameras share one)
 
-    def _run(self, images: Sequence[Image], decode) -> List[Any]:
-        results: List[Any] = []
+    def _run(self, images: Sequence[Image], decode) -> list[Any]:
+        results: list[Any] = []
         times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         start = 0
         for size in self.backend.batch_sizes(len(images)):
@@ -99,7 +99,7 @@ class Detector(BatchedModel):
             num_classes = len(meta_names) if meta_names else 80
         self.class_names = resolve_labels(num_classes, labels, backend.metadata)
 
-    def _decode(self, outputs: List[np.ndarray], transforms: List[Transform]) -> List[Detections]:
+    def _decode(self, outputs: list[np.ndarray], transforms: list[Transform]) -> list[Detections]:
         if self.layout == "raw":
             rows = decode_raw(outputs[0], self.conf_threshold, self.iou_threshold, self.max_detections,
                               self.agnostic_nms)
@@ -110,7 +110,7 @@ class Detector(BatchedModel):
             rows = decode_efficient_nms(*ordered, conf_threshold=self.conf_threshold, max_det=self.max_detections)
         return [to_source(r, t, self.class_names) for r, t in zip(rows, transforms)]
 
-    def __call__(self, images: Sequence[Image]) -> List[Detections]:
+    def __call__(self, images: Sequence[Image]) -> list[Detections]:
         return self._run(images, self._decode)
 
 
@@ -127,14 +127,14 @@ class Segmenter(BatchedModel):
         self.num_classes = max(2, out[1]) if isinstance(out[1], int) else None
         self.threshold = threshold
 
-    def _decode(self, outputs: List[np.ndarray], transforms: List[Transform]) -> List[np.ndarray]:
+    def _decode(self, outputs: list[np.ndarray], transforms: list[Transform]) -> list[np.ndarray]:
         return decode_segmentation(outputs[0], transforms, self.threshold)
 
-    def __call__(self, images: Sequence[Image]) -> List[np.ndarray]:
+    def __call__(self, images: Sequence[Image]) -> list[np.ndarray]:
         return self._run(images, self._decode)
 
 
-def backend_options(params: Mapping[str, Any]) -> Dict[str, Any]:
+def backend_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """Runtime options for create_backend from the configuration schema's values."""
     engine = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("engine.")}
     return {"num_threads": params.get("num_threads", 0), "engine": engine}

@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, List, Set
 
 import pytest
 import yaml
@@ -23,7 +22,7 @@ def call_name(node: ast.Call) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
-def calls(tree: ast.AST, name: str) -> List[ast.Call]:
+def calls(tree: ast.AST, name: str) -> list[ast.Call]:
     return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and call_name(n) == name]
 
 
@@ -42,7 +41,7 @@ def first_arg(node: ast.Call) -> str:
     return const(node.args[0]) if node.args else const(keyword(node, "name"))
 
 
-def console_scripts() -> Dict[str, str]:
+def console_scripts() -> dict[str, str]:
     tree = ast.parse((REPO / "setup.py").read_text())
     for call in calls(tree, "setup"):
         entry = keyword(call, "entry_points")
@@ -55,11 +54,11 @@ def parse(path: Path) -> ast.AST:
     return ast.parse(path.read_text(), filename=str(path))
 
 
-def declared(tree: ast.AST) -> Set[str]:
+def declared(tree: ast.AST) -> set[str]:
     return {first_arg(c) for c in calls(tree, "DeclareLaunchArgument")}
 
 
-def used(tree: ast.AST) -> Set[str]:
+def used(tree: ast.AST) -> set[str]:
     return {first_arg(c) for c in calls(tree, "LaunchConfiguration")}
 
 

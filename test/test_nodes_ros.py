@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -35,7 +34,7 @@ def frame_id_of(topic: str) -> str:
     return (parts[-1] if parts else "camera") + "_optical_frame"
 
 
-def publisher_main(argv: List[str]) -> int:
+def publisher_main(argv: list[str]) -> int:
     import cv2
     import rclpy
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -69,7 +68,7 @@ def publisher_main(argv: List[str]) -> int:
         data.frombytes(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
         jpegs.append(data)
     active = {c: True for c in cameras}
-    pending_bad: List[tuple] = []
+    pending_bad: list[tuple] = []
     lock = threading.Lock()
     log = open(args.log, "a", buffering=1)
     stop = threading.Event()
@@ -186,7 +185,7 @@ def domain_id(index: int) -> int:
     return 1 + (os.getpid() * 13 + index * 37) % 100
 
 
-def ros_env(domain: int, tmp_path: Path) -> Dict[str, str]:
+def ros_env(domain: int, tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(tmp_path / "ros_log"), RCUTILS_LOGGING_BUFFERED_STREAM="1",
@@ -206,12 +205,12 @@ def write_params(path: Path, **values) -> Path:
 class Procs:
     """Child processes of one test, output to files, always killed at the end."""
 
-    def __init__(self, tmp_path: Path, env: Dict[str, str]):
+    def __init__(self, tmp_path: Path, env: dict[str, str]):
         self.tmp, self.env = tmp_path, env
-        self.procs: List[subprocess.Popen] = []
-        self.logs: Dict[int, Path] = {}
+        self.procs: list[subprocess.Popen] = []
+        self.logs: dict[int, Path] = {}
 
-    def start(self, name: str, args: List[str], stdin: bool = False) -> subprocess.Popen:
+    def start(self, name: str, args: list[str], stdin: bool = False) -> subprocess.Popen:
         log = self.tmp / f"{name}.log"
         f = open(log, "wb")
         p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=self.env, cwd=str(REPO),
@@ -225,7 +224,7 @@ class Procs:
         return self.start(name, [sys.executable, "-m", "perception_edge.nodes.container", "--ros-args",
                                  "--params-file", str(params), *extra])
 
-    def publisher(self, cameras: List[str], qos: str = "best_effort", name: str = "publisher") -> subprocess.Popen:
+    def publisher(self, cameras: list[str], qos: str = "best_effort", name: str = "publisher") -> subprocess.Popen:
         return self.start(name, [sys.executable, str(Path(__file__).resolve()), "publish", "--cameras",
                                  ",".join(cameras), "--qos", qos, "--log", str(self.tmp / f"{name}.stamps")],
                           stdin=True)
@@ -264,7 +263,7 @@ class Listener:
         self.node = rclpy.create_node("test_listener", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.received: Dict[str, list] = {}
+        self.received: dict[str, list] = {}
 
     def subscribe(self, kind, topic: str, keep=lambda m: m, qos=None) -> list:
         out = self.received.setdefault(topic, [])
@@ -272,7 +271,7 @@ class Listener:
         self.node.create_subscription(kind, topic, lambda m: out.append(keep(m)), qos)
         return out
 
-    def wait(self, cond, timeout: float = WAIT, procs: Optional[List[subprocess.Popen]] = None) -> bool:
+    def wait(self, cond, timeout: float = WAIT, procs: list[subprocess.Popen] | None = None) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.1)
@@ -311,8 +310,8 @@ def statuses(diags: list, name_part: str):
     return [s for arr in diags for s in arr if name_part in s[0]]
 
 
-def published_headers(path: Path) -> Dict[str, set]:
-    out: Dict[str, set] = {}
+def published_headers(path: Path) -> dict[str, set]:
+    out: dict[str, set] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
             topic, sec, nsec, frame_id = line.split()

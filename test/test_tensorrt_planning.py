@@ -19,7 +19,7 @@ from perception_edge.backends import engine_cache as ec
 from perception_edge.backends import tensorrt_backend as tb
 from perception_edge.backends.base import Backend, TensorSpec
 from perception_edge.backends.engine_cache import BatchProfile
-from perception_edge.core.errors import ConfigError, InputError, ModelError
+from perception_edge.core.errors import ConfigError, ModelError
 from perception_edge.core.preprocess import Preprocessor
 from perception_edge.tools import build_engine as be
 

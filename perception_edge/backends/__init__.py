@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from perception_edge.backends.base import BACKEND_NAMES, Backend, TensorSpec
 from perception_edge.core.errors import ConfigError, ModelError
@@ -11,7 +11,7 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def create_backend(model_path: str, backend: str = "auto", num_threads: int = 0,
-                   engine: Optional[Dict[str, Any]] = None) -> Backend:
+                   engine: dict[str, Any] | None = None) -> Backend:
     """Load a model: `.onnx` runs on ONNX Runtime, `.engine`/`.plan` on TensorRT (for `auto`).
 
     num_threads applies to ONNX Runtime; engine holds the TensorRT engine-cache settings (the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -15,7 +15,7 @@ Dim = Union[int, str, None]  # an int for a fixed dimension, a name or None for 
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: Tuple[Dim, ...]
+    shape: tuple[Dim, ...]
     dtype: np.dtype
 
     @property
@@ -30,9 +30,9 @@ class TensorSpec:
 class Backend(abc.ABC):
     """A loaded model. `run` takes one input tensor (batch first) and returns the outputs in order."""
 
-    inputs: List[TensorSpec]
-    outputs: List[TensorSpec]
-    metadata: Dict[str, str] = {}  # model metadata (e.g. YOLOv5 export's class names, stride)
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    metadata: dict[str, str] = {}  # model metadata (e.g. YOLOv5 export's class names, stride)
     name: str = "backend"
 
     @property
@@ -40,7 +40,7 @@ class Backend(abc.ABC):
         return self.inputs[0]
 
     @property
-    def input_hw(self) -> Tuple[int, int]:
+    def input_hw(self) -> tuple[int, int]:
         """Spatial input size (H, W); raises if the model leaves it dynamic."""
         h, w = self.input.shape[2], self.input.shape[3]
         if not (isinstance(h, int) and isinstance(w, int)):
@@ -48,12 +48,12 @@ class Backend(abc.ABC):
         return h, w
 
     @property
-    def max_batch(self) -> Optional[int]:
+    def max_batch(self) -> int | None:
         """Largest batch one call takes (None: unbounded)."""
         b = self.input.shape[0]
         return b if isinstance(b, int) else None
 
-    def batch_sizes(self, n: int) -> List[int]:
+    def batch_sizes(self, n: int) -> list[int]:
         """How to split n frames into calls this model accepts (a fixed batch pads the last one)."""
         b = self.input.shape[0]
         if isinstance(b, int):
@@ -71,13 +71,13 @@ class Backend(abc.ABC):
             )
 
     @abc.abstractmethod
-    def run(self, tensor: np.ndarray) -> List[np.ndarray]:
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Run one batch; the input's dtype must be self.input.dtype."""
 
     def close(self) -> None:
         """Free runtime resources (engine, buffers, streams)."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc) -> None:

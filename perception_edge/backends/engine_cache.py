@@ -17,7 +17,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32,
 @dataclass(frozen=True)
 class OnnxTensor:
     name: str
-    shape: Tuple[Any, ...]  # int for fixed dims, a name (str) or None for dynamic ones
+    shape: tuple[Any, ...]  # int for fixed dims, a name (str) or None for dynamic ones
     elem_type: int
 
     @property
@@ -86,12 +86,12 @@ class OnnxTensor:
 
 @dataclass(frozen=True)
 class OnnxIO:
-    inputs: Tuple[OnnxTensor, ...]
-    outputs: Tuple[OnnxTensor, ...]
-    metadata: Dict[str, str]
+    inputs: tuple[OnnxTensor, ...]
+    outputs: tuple[OnnxTensor, ...]
+    metadata: dict[str, str]
 
 
-def _varint(buf: memoryview, pos: int) -> Tuple[int, int]:
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         b = buf[pos]
@@ -161,7 +161,7 @@ def read_onnx_io(source) -> OnnxIO:
     try:
         buf = memoryview(data)
         graph = None
-        metadata: Dict[str, str] = {}
+        metadata: dict[str, str] = {}
         for num, wire, val in _fields(buf):
             if num == 7 and wire == 2:
                 graph = val
@@ -198,7 +198,7 @@ class BatchProfile:
     opt: int
     max: int
 
-    def validate(self) -> "BatchProfile":
+    def validate(self) -> BatchProfile:
         if not (1 <= self.min <= self.opt <= self.max):
             raise ConfigError(f"batch profile needs 1 <= min <= opt <= max, got min {self.min}, "
                               f"opt {self.opt}, max {self.max}")
@@ -220,14 +220,14 @@ class BuildSettings:
     """Everything a build depends on besides the ONNX bytes and the machine: part of the cache key."""
     precision: str = "fp16"
     batch: BatchProfile = BatchProfile(1, 1, 1)
-    inputs: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()  # (name, dims after the batch) per input
+    inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (name, dims after the batch) per input
     dynamic_batch: bool = True  # the ONNX batch dimension is dynamic (else min = opt = max = it)
     workspace_mb: int = 1024
     dla_core: int = -1
     calibrator: str = ""  # int8 only: entropy | minmax
     calibration_sha256: str = ""  # int8 only: digest of the calibration input (or of its cache)
 
-    def validate(self) -> "BuildSettings":
+    def validate(self) -> BuildSettings:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         self.batch.validate()
@@ -251,7 +251,7 @@ class BuildSettings:
         return self
 
     @property
-    def build_flags(self) -> List[str]:
+    def build_flags(self) -> list[str]:
         """TensorRT BuilderFlag names this build sets."""
         flags = []
         if self.precision in ("fp16", "int8"):
@@ -262,20 +262,20 @@ class BuildSettings:
             flags.append("GPU_FALLBACK")
         return flags
 
-    def profile_shapes(self) -> Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]:
+    def profile_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         b = self.batch
         return {name: ((b.min,) + dims, (b.opt,) + dims, (b.max,) + dims) for name, dims in self.inputs}
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["inputs"] = {name: list(dims) for name, dims in self.inputs}
         return d
 
 
-def make_settings(onnx: OnnxIO, precision: str = "fp16", min_batch: Optional[int] = None,
-                  opt_batch: Optional[int] = None, max_batch: Optional[int] = None,
+def make_settings(onnx: OnnxIO, precision: str = "fp16", min_batch: int | None = None,
+                  opt_batch: int | None = None, max_batch: int | None = None,
                   workspace_mb: int = 1024, dla_core: int = -1, calibrator: str = "",
-                  calibration_sha256: str = "", input_size: Optional[int] = None,
+                  calibration_sha256: str = "", input_size: int | None = None,
                   default_max_batch: int = 4) -> BuildSettings:
     """Settings for an ONNX model. A dynamic batch gets the profile min..max (defaults 1..
     default_max_batch, opt = max); a fixed batch B allows only B. Dynamic H/W take input_size."""
@@ -334,7 +334,7 @@ class RuntimeIdentity:
     def describe(self) -> str:
         return f"TensorRT {short_version(self.tensorrt_version)} on '{self.gpu_name}' ({self.sm})"
 
-    def differences(self, other: "RuntimeIdentity") -> List[str]:
+    def differences(self, other: RuntimeIdentity) -> list[str]:
         diffs = []
         if short_version(self.tensorrt_version) != short_version(other.tensorrt_version):
             diffs.append("TensorRT version")
@@ -378,9 +378,9 @@ def sidecar_path(engine_path) -> Path:
 
 
 def make_sidecar(*, onnx_path, onnx_sha256: str, settings: BuildSettings, identity: RuntimeIdentity,
-                 key: str, engine_sha256: str = "", onnx_metadata: Optional[Mapping[str, str]] = None,
-                 calibration: Optional[Mapping[str, Any]] = None, timing_cache: str = "",
-                 build_seconds: Optional[float] = None) -> Dict[str, Any]:
+                 key: str, engine_sha256: str = "", onnx_metadata: Mapping[str, str] | None = None,
+                 calibration: Mapping[str, Any] | None = None, timing_cache: str = "",
+                 build_seconds: float | None = None) -> dict[str, Any]:
     from perception_edge import __version__
 
     onnx_p = Path(onnx_path)
@@ -421,7 +421,7 @@ def write_sidecar(engine_path, data: Mapping[str, Any]) -> Path:
     return path
 
 
-def read_sidecar(engine_path) -> Dict[str, Any]:
+def read_sidecar(engine_path) -> dict[str, Any]:
     """The sidecar's contents; ModelError when missing or unreadable (the message says which)."""
     path = sidecar_path(engine_path)
     try:
@@ -454,7 +454,7 @@ def sidecar_identity(data: Mapping[str, Any]) -> RuntimeIdentity:
     return RuntimeIdentity(str(data["tensorrt_version"]), str(data["gpu_name"]), str(data["compute_capability"]))
 
 
-def sidecar_batch_profiles(data: Mapping[str, Any]) -> List[BatchProfile]:
+def sidecar_batch_profiles(data: Mapping[str, Any]) -> list[BatchProfile]:
     out = []
     for profile in data.get("profiles") or []:
         first = next(iter(profile.values()), None)
@@ -463,7 +463,7 @@ def sidecar_batch_profiles(data: Mapping[str, Any]) -> List[BatchProfile]:
     return out
 
 
-def rebuild_command(data: Optional[Mapping[str, Any]], engine_path=None) -> str:
+def rebuild_command(data: Mapping[str, Any] | None, engine_path=None) -> str:
     """The build-engine command line that recreates an engine from what its sidecar recorded."""
     if not data:
         args = ["perception-edge", "build-engine", "MODEL.onnx"]
@@ -501,12 +501,12 @@ def rebuild_command(data: Optional[Mapping[str, Any]], engine_path=None) -> str:
 
 @dataclass
 class EngineCheck:
-    sidecar: Optional[Dict[str, Any]]
-    warnings: List[str] = field(default_factory=list)
+    sidecar: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_engine(engine_path, expected: RuntimeIdentity, *, require_sidecar: bool = True,
-                 engine_sha256: Optional[str] = None, key: Optional[str] = None,
+                 engine_sha256: str | None = None, key: str | None = None,
                  check_onnx: bool = True) -> EngineCheck:
     """Refuse (ModelError) an engine that does not fit this machine or is stale; say what differs.
 
@@ -515,9 +515,9 @@ def check_engine(engine_path, expected: RuntimeIdentity, *, require_sidecar: boo
     """
     engine_path = Path(engine_path)
     name = engine_path.name
-    problems: List[str] = []
+    problems: list[str] = []
     try:
-        data: Optional[Dict[str, Any]] = read_sidecar(engine_path)
+        data: dict[str, Any] | None = read_sidecar(engine_path)
     except ModelError as e:
         data = None
         problems.append(f"{e} (its TensorRT version, GPU and source model are unknown, so it may be stale "
@@ -571,7 +571,7 @@ def onnx_staleness(data: Mapping[str, Any], engine_path=None) -> str:
 
 # -- batch profiles --------------------------------------------------------------------------------
 
-def choose_profile(profiles: Sequence[BatchProfile], n: int) -> Optional[int]:
+def choose_profile(profiles: Sequence[BatchProfile], n: int) -> int | None:
     """Index of the profile that serves batch n (the one whose opt is nearest, then the narrowest),
     or None when none does."""
     best = None
@@ -583,7 +583,7 @@ def choose_profile(profiles: Sequence[BatchProfile], n: int) -> Optional[int]:
     return None if best is None else best[1]
 
 
-def split_batch(n: int, profiles: Sequence[BatchProfile]) -> List[int]:
+def split_batch(n: int, profiles: Sequence[BatchProfile]) -> list[int]:
     """Call sizes for n frames: as many of the largest batch as fit, then the rest; a rest no profile
     takes is padded up to the smallest size one does (the preprocessor fills empty slots)."""
     if n <= 0:

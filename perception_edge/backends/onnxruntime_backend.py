@@ -1,7 +1,7 @@
 """ONNX Runtime backend: CPU by default; CUDA / TensorRT execution providers when present."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ def _spec(arg) -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: str, num_threads: int = 0, providers: Optional[Sequence[str]] = None,
+    def __init__(self, path: str, num_threads: int = 0, providers: Sequence[str] | None = None,
                  use_gpu: bool = True):
         import onnxruntime as ort
 
@@ -48,7 +48,7 @@ class OnnxRuntimeBackend(Backend):
                              f"{', '.join(s.describe() for s in self.inputs)}")
         self._output_names = [o.name for o in self.outputs]
 
-    def run(self, tensor: np.ndarray) -> List[np.ndarray]:
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         self.check_input(tensor)
         if tensor.dtype != self.input.dtype:
             raise InputError(f"input tensor is {tensor.dtype}, the model expects {self.input.dtype}")

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class PyCudaMemory:
         finally:
             self.drv.Context.pop()
 
-    def identity(self) -> Tuple[str, str]:
+    def identity(self) -> tuple[str, str]:
         major, minor = self.device.compute_capability()
         return str(self.device.name()), f"{major}.{minor}"
 
@@ -103,14 +103,14 @@ class PyCudaMemory:
     def destroy_stream(self, stream) -> None:
         pass  # freed with the Python object
 
-    def malloc(self, nbytes: int) -> Tuple[Any, int]:
+    def malloc(self, nbytes: int) -> tuple[Any, int]:
         alloc = self.drv.mem_alloc(max(1, int(nbytes)))
         return alloc, int(alloc)
 
     def free(self, handle) -> None:
         handle.free()
 
-    def pinned(self, count: int, dtype) -> Tuple[np.ndarray, Any]:
+    def pinned(self, count: int, dtype) -> tuple[np.ndarray, Any]:
         arr = self.drv.pagelocked_empty(max(1, int(count)), np.dtype(dtype))
         return arr, arr
 
@@ -158,7 +158,7 @@ class CudaPythonMemory:
         self._call(self.rt.cudaSetDevice(self.device), "cudaSetDevice")  # per thread
         yield
 
-    def identity(self) -> Tuple[str, str]:
+    def identity(self) -> tuple[str, str]:
         props = self._call(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
         name = props.name
         if isinstance(name, (bytes, bytearray)):
@@ -177,14 +177,14 @@ class CudaPythonMemory:
     def destroy_stream(self, stream) -> None:
         self._call(self.rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
 
-    def malloc(self, nbytes: int) -> Tuple[Any, int]:
+    def malloc(self, nbytes: int) -> tuple[Any, int]:
         ptr = self._call(self.rt.cudaMalloc(max(1, int(nbytes))), "cudaMalloc")
         return ptr, int(ptr)
 
     def free(self, handle) -> None:
         self._call(self.rt.cudaFree(handle), "cudaFree")
 
-    def pinned(self, count: int, dtype) -> Tuple[np.ndarray, Any]:
+    def pinned(self, count: int, dtype) -> tuple[np.ndarray, Any]:
         dtype = np.dtype(dtype)
         nbytes = max(1, int(count)) * dtype.itemsize
         ptr = int(self._call(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
@@ -211,7 +211,7 @@ class CudaPythonMemory:
         self._call(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
 
-def cuda_memory(prefer: Optional[str] = None):
+def cuda_memory(prefer: str | None = None):
     """pycuda if importable, else cuda-python; PERCEPTION_EDGE_CUDA=pycuda|cuda-python forces one."""
     prefer = prefer or os.environ.get("PERCEPTION_EDGE_CUDA", "")
     order = {"pycuda": [PyCudaMemory], "cuda-python": [CudaPythonMemory]}.get(prefer, [PyCudaMemory, CudaPythonMemory])
@@ -259,7 +259,7 @@ def _is_input_mode(mode) -> bool:
 class TensorInfo:
     name: str
     is_input: bool
-    shape: Tuple[int, ...]  # -1 for dimensions set per call
+    shape: tuple[int, ...]  # -1 for dimensions set per call
     dtype: np.dtype
     index: int  # binding index (profile 0) or position among the I/O tensors
 
@@ -268,8 +268,8 @@ class TensorInfo:
 class EngineDescription:
     """What the I/O plan needs to know about an engine, read once through either API generation."""
     api: str
-    tensors: Tuple[TensorInfo, ...]
-    profiles: Tuple[Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]], ...]
+    tensors: tuple[TensorInfo, ...]
+    profiles: tuple[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]], ...]
     bindings_per_profile: int
 
 
@@ -288,7 +288,7 @@ def describe_engine(engine, api: str = "auto") -> EngineDescription:
     """Read an ICudaEngine (or a test double with the same methods) into an EngineDescription."""
     api = detect_api(engine) if api == "auto" else api
     num_profiles = max(1, int(getattr(engine, "num_optimization_profiles", 1) or 1))
-    tensors: List[TensorInfo] = []
+    tensors: list[TensorInfo] = []
     if api == API_TENSORS:
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -331,8 +331,8 @@ class TensorPlan:
     name: str
     is_input: bool
     dtype: np.dtype
-    engine_shape: Tuple[int, ...]  # as the engine reports it, -1 where set per call
-    max_shape: Tuple[int, ...]  # largest shape over all profiles: what the buffers hold
+    engine_shape: tuple[int, ...]  # as the engine reports it, -1 where set per call
+    max_shape: tuple[int, ...]  # largest shape over all profiles: what the buffers hold
     binding_index: int  # profile 0 binding index (binding API) / I/O tensor position
 
     @property
@@ -343,7 +343,7 @@ class TensorPlan:
     def nbytes(self) -> int:
         return self.count * self.dtype.itemsize
 
-    def spec(self, fixed_batch: Optional[int]) -> TensorSpec:
+    def spec(self, fixed_batch: int | None) -> TensorSpec:
         dims = [d if d >= 0 else None for d in self.engine_shape]
         if dims and dims[0] is None and fixed_batch is not None:
             dims[0] = fixed_batch
@@ -355,16 +355,16 @@ class IOPlan:
     """Names, shapes, dtypes and byte sizes of every I/O tensor, one host (pinned) and one device buffer
     each, sized for the largest profile, and how they are bound (which API generation)."""
     api: str
-    tensors: Tuple[TensorPlan, ...]
-    batch_profiles: Tuple[BatchProfile, ...]
+    tensors: tuple[TensorPlan, ...]
+    batch_profiles: tuple[BatchProfile, ...]
     bindings_per_profile: int
 
     @property
-    def inputs(self) -> List[TensorPlan]:
+    def inputs(self) -> list[TensorPlan]:
         return [t for t in self.tensors if t.is_input]
 
     @property
-    def outputs(self) -> List[TensorPlan]:
+    def outputs(self) -> list[TensorPlan]:
         return [t for t in self.tensors if not t.is_input]
 
     @property
@@ -372,7 +372,7 @@ class IOPlan:
         return len(self.batch_profiles)
 
     @property
-    def fixed_batch(self) -> Optional[int]:
+    def fixed_batch(self) -> int | None:
         """The one batch size every profile takes, or None when it varies."""
         sizes = {(p.min, p.max) for p in self.batch_profiles}
         if len(sizes) == 1:
@@ -398,17 +398,17 @@ class IOPlan:
                 return t
         raise KeyError(name)
 
-    def bindings(self, profile: int, addresses: Mapping[str, int]) -> List[int]:
+    def bindings(self, profile: int, addresses: Mapping[str, int]) -> list[int]:
         """execute_async_v2's pointer list: this profile's slots set, the other profiles' zero."""
         slots = [0] * (self.bindings_per_profile * self.num_profiles)
         for t in self.tensors:
             slots[self.binding_index(t.name, profile)] = int(addresses[t.name])
         return slots
 
-    def choose_profile(self, batch: int) -> Optional[int]:
+    def choose_profile(self, batch: int) -> int | None:
         return choose_profile(self.batch_profiles, batch)
 
-    def batch_sizes(self, n: int) -> List[int]:
+    def batch_sizes(self, n: int) -> list[int]:
         return split_batch(n, self.batch_profiles)
 
     def describe(self) -> str:
@@ -420,7 +420,7 @@ class IOPlan:
         return "\n".join(lines)
 
 
-def plan_io(desc: EngineDescription, output_max_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> IOPlan:
+def plan_io(desc: EngineDescription, output_max_shapes: Mapping[str, Sequence[int]] | None = None) -> IOPlan:
     """The I/O plan of an engine. Input buffers take the largest profile shape; outputs take the shape
     the context reported at that input shape (output_max_shapes), or their engine shape with a
     dynamic batch dimension replaced by the largest batch."""
@@ -458,17 +458,17 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, engine_path: str, engine_bytes: Optional[bytes] = None,
-                 sidecar: Optional[Mapping[str, Any]] = None, api: str = "auto", cuda=None,
-                 dla_core: Optional[int] = None):
+    def __init__(self, engine_path: str, engine_bytes: bytes | None = None,
+                 sidecar: Mapping[str, Any] | None = None, api: str = "auto", cuda=None,
+                 dla_core: int | None = None):
         trt = import_tensorrt()
         self.path = str(engine_path)
         self.sidecar = dict(sidecar or {})
         self.metadata = {str(k): str(v) for k, v in (self.sidecar.get("model_metadata") or {}).items()}
         self.cuda = cuda if cuda is not None else cuda_memory()
         self._lock = threading.Lock()
-        self._device: Dict[str, Tuple[Any, int]] = {}
-        self._host: Dict[str, Tuple[np.ndarray, Any]] = {}
+        self._device: dict[str, tuple[Any, int]] = {}
+        self._host: dict[str, tuple[np.ndarray, Any]] = {}
         self._stream = None
         self.context = self.engine = self.runtime = None
         data = engine_bytes if engine_bytes is not None else Path(engine_path).read_bytes()
@@ -501,7 +501,7 @@ class TensorRTBackend(Backend):
         self._stream = self.cuda.stream()
         self._stream_handle = self.cuda.stream_handle(self._stream)
         self._active_profile = 0
-        self._shape_set: Optional[Tuple[int, Tuple[int, ...]]] = None
+        self._shape_set: tuple[int, tuple[int, ...]] | None = None
         self._desc = desc
         self._index = {t.name: t.index for t in desc.tensors}
         self.plan = plan_io(desc, self._output_max_shapes(desc))
@@ -527,7 +527,7 @@ class TensorRTBackend(Backend):
     def _binding(self, name: str) -> int:
         return self._index[name] + self._active_profile * self._desc.bindings_per_profile
 
-    def _set_input_shape(self, name: str, shape: Tuple[int, ...]) -> None:
+    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
         if self._shape_set == (self._active_profile, shape):
             return
         if self.api == API_TENSORS:
@@ -538,15 +538,15 @@ class TensorRTBackend(Backend):
             raise InputError(f"engine {self.path} refused input shape {list(shape)} for {name}")
         self._shape_set = (self._active_profile, shape)
 
-    def _output_shape(self, name: str) -> Tuple[int, ...]:
+    def _output_shape(self, name: str) -> tuple[int, ...]:
         if self.api == API_TENSORS:
             return tuple(int(d) for d in self.context.get_tensor_shape(name))
         return tuple(int(d) for d in self.context.get_binding_shape(self._binding(name)))
 
-    def _output_max_shapes(self, desc: EngineDescription) -> Dict[str, Tuple[int, ...]]:
+    def _output_max_shapes(self, desc: EngineDescription) -> dict[str, tuple[int, ...]]:
         """Each profile's largest input shape set on the context, the output shapes read back."""
         first = next(t for t in desc.tensors if t.is_input)
-        result: Dict[str, Tuple[int, ...]] = {}
+        result: dict[str, tuple[int, ...]] = {}
         for p, shapes in enumerate(desc.profiles):
             self._select_profile(p)
             self._set_input_shape(first.name, tuple(shapes[first.name][2]))
@@ -562,13 +562,13 @@ class TensorRTBackend(Backend):
 
     # -- Backend interface --
     @property
-    def max_batch(self) -> Optional[int]:
+    def max_batch(self) -> int | None:
         return self.plan.max_batch
 
-    def batch_sizes(self, n: int) -> List[int]:
+    def batch_sizes(self, n: int) -> list[int]:
         return self.plan.batch_sizes(n)
 
-    def run(self, tensor: np.ndarray) -> List[np.ndarray]:
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         self.check_input(tensor)
         if tensor.dtype not in (np.float32, np.float16) and tensor.dtype != self.input.dtype:
             raise InputError(f"input tensor is {tensor.dtype}, the engine expects {self.input.dtype}")
@@ -658,7 +658,7 @@ class EngineBuildInProgress(Backend):
                         for t, (_, dims) in zip(onnx.inputs, settings.inputs)]
         self._outputs = [TensorSpec(t.name, (batch,) + tuple(t.shape[1:]), t.dtype) for t in onnx.outputs]
         self._build, self._load = build, load
-        self._backend: Optional[Backend] = None
+        self._backend: Backend | None = None
         self._state, self._error = "building", ""
         self._cancel, self._done = threading.Event(), threading.Event()
         self.started = time.monotonic()
@@ -693,27 +693,27 @@ class EngineBuildInProgress(Backend):
     def ready(self) -> bool:
         return self._state == "ready"
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until the build ends; True when the engine is ready."""
         self._done.wait(timeout)
         return self.ready
 
     @property
-    def inputs(self) -> List[TensorSpec]:  # type: ignore[override]
+    def inputs(self) -> list[TensorSpec]:  # type: ignore[override]
         return self._backend.inputs if self._backend is not None else self._inputs
 
     @property
-    def outputs(self) -> List[TensorSpec]:  # type: ignore[override]
+    def outputs(self) -> list[TensorSpec]:  # type: ignore[override]
         return self._backend.outputs if self._backend is not None else self._outputs
 
     @property
-    def max_batch(self) -> Optional[int]:
+    def max_batch(self) -> int | None:
         return self.settings.batch.max
 
-    def batch_sizes(self, n: int) -> List[int]:
+    def batch_sizes(self, n: int) -> list[int]:
         return split_batch(n, [self.settings.batch])
 
-    def run(self, tensor: np.ndarray) -> List[np.ndarray]:
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         backend = self._backend
         if backend is not None:
             return backend.run(tensor)
@@ -730,18 +730,18 @@ class EngineBuildInProgress(Backend):
 
 # -- entry point used by create_backend ------------------------------------------------------------
 
-ENGINE_DEFAULTS: Dict[str, Any] = {"precision": "fp16", "cache_dir": "", "auto_build": False, "workspace_mb": 1024,
+ENGINE_DEFAULTS: dict[str, Any] = {"precision": "fp16", "cache_dir": "", "auto_build": False, "workspace_mb": 1024,
                                    "dla_core": -1, "max_batch": 4, "check_sidecar": True, "timing_cache": "",
                                    "input_size": None}
 
 
-def _options(engine_options: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+def _options(engine_options: Mapping[str, Any] | None) -> dict[str, Any]:
     opts = dict(ENGINE_DEFAULTS)
     opts.update({k: v for k, v in (engine_options or {}).items() if v is not None})
     return opts
 
 
-def create_tensorrt_backend(path: str, engine_options: Optional[Mapping[str, Any]] = None) -> Backend:
+def create_tensorrt_backend(path: str, engine_options: Mapping[str, Any] | None = None) -> Backend:
     """A .engine/.plan file: its sidecar checked against this TensorRT and GPU, then loaded. An .onnx
     model: its cached engine; if there is none, a background build (engine.auto_build) or a ModelError
     with the build-engine command that makes it."""
@@ -762,7 +762,7 @@ def create_tensorrt_backend(path: str, engine_options: Optional[Mapping[str, Any
     return _backend_for_onnx(p, opts, cuda, identity)
 
 
-def _backend_for_onnx(p: Path, opts: Dict[str, Any], cuda, identity: RuntimeIdentity) -> Backend:
+def _backend_for_onnx(p: Path, opts: dict[str, Any], cuda, identity: RuntimeIdentity) -> Backend:
     from perception_edge.tools.build_engine import build_command, build_engine_file
 
     onnx_bytes = p.read_bytes()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -20,16 +20,16 @@ class Detections:
     boxes: np.ndarray  # (N, 4) float32
     scores: np.ndarray  # (N,) float32
     class_ids: np.ndarray  # (N,) int64
-    class_names: List[str] = field(default_factory=list)  # the model's label list (indexed by class id)
+    class_names: list[str] = field(default_factory=list)  # the model's label list (indexed by class id)
 
     def __len__(self) -> int:
         return len(self.scores)
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         return [label_of(self.class_names, int(c)) for c in self.class_ids]
 
     @staticmethod
-    def empty(class_names: Sequence[str] = ()) -> "Detections":
+    def empty(class_names: Sequence[str] = ()) -> Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
                           list(class_names))
 
@@ -38,7 +38,7 @@ def label_of(class_names: Sequence[str], class_id: int) -> str:
     return class_names[class_id] if 0 <= class_id < len(class_names) else f"class_{class_id}"
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: Optional[np.ndarray], iou_threshold: float,
+def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray | None, iou_threshold: float,
         max_det: int) -> np.ndarray:
     """Indices kept by greedy NMS (class-aware when class_ids is given), best score first."""
     if len(scores) == 0:
@@ -61,7 +61,7 @@ def check_finite(name: str, values: np.ndarray) -> None:
 
 
 def decode_raw(pred: np.ndarray, conf_threshold: float, iou_threshold: float, max_det: int,
-               agnostic: bool = False) -> List[np.ndarray]:
+               agnostic: bool = False) -> list[np.ndarray]:
     """Raw YOLOv5 head [B, N, 5+C] (cx, cy, w, h, objectness, class scores) -> per image an (M, 6)
     array of x1, y1, x2, y2, score, class in model-input pixels.
 
@@ -95,7 +95,7 @@ def decode_raw(pred: np.ndarray, conf_threshold: float, iou_threshold: float, ma
 
 
 def decode_efficient_nms(num_dets: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
-                         det_classes: np.ndarray, conf_threshold: float, max_det: int) -> List[np.ndarray]:
+                         det_classes: np.ndarray, conf_threshold: float, max_det: int) -> list[np.ndarray]:
     """EfficientNMS_TRT outputs (NMS already done in the graph) -> per image (M, 6) like decode_raw."""
     out = []
     for b in range(det_boxes.shape[0]):

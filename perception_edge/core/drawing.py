@@ -1,7 +1,6 @@
 """Debug rendering: boxes with labels, masks blended in. Used by the debug-image topic and the CLI."""
 from __future__ import annotations
 
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -15,7 +14,7 @@ def class_colour(class_id: int):
     return (int((class_id * 67 + 80) % 256), int((class_id * 131 + 160) % 256), int((class_id * 197 + 40) % 256))
 
 
-def draw(rgb: np.ndarray, detections: Optional[Detections] = None, mask: Optional[np.ndarray] = None) -> np.ndarray:
+def draw(rgb: np.ndarray, detections: Detections | None = None, mask: np.ndarray | None = None) -> np.ndarray:
     """A new RGB image with the mask blended in and each detection boxed and labelled."""
     out = overlay(rgb, mask) if mask is not None else rgb.copy()
     if detections is None:

@@ -12,7 +12,6 @@ Functions take plain message fields so they can be tested without rclpy. Which c
 from __future__ import annotations
 
 import array
-from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -23,7 +22,7 @@ from perception_edge.core.errors import InputError
 RGB, BGR = "rgb", "bgr"
 
 # encoding -> (bytes per pixel, kind). Kinds select the conversion in image_to_pixels.
-_ENCODINGS: Dict[str, Tuple[int, str]] = {
+_ENCODINGS: dict[str, tuple[int, str]] = {
     "rgb8": (3, "rgb"),
     "bgr8": (3, "bgr"),
     "8UC3": (3, "bgr"),  # cv_bridge treats untyped 3-channel images as bgr8
@@ -41,7 +40,7 @@ _ENCODINGS: Dict[str, Tuple[int, str]] = {
     "bayer_gbrg8": (1, "bayer"),
     "bayer_grbg8": (1, "bayer"),
 }
-SUPPORTED_ENCODINGS: Tuple[str, ...] = tuple(_ENCODINGS)
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
 _BY_LOWER = {name.lower(): name for name in _ENCODINGS}
 
 # OpenCV names a Bayer pattern after the 2x2 block starting at (1, 1), ROS after the one at (0, 0),
@@ -89,7 +88,7 @@ def _byte_buffer(data) -> np.ndarray:
 
 
 def image_to_pixels(width: int, height: int, encoding: str, step: int, is_bigendian,
-                    data) -> Tuple[np.ndarray, str]:
+                    data) -> tuple[np.ndarray, str]:
     """Fields of a sensor_msgs/Image -> (H x W x 3 uint8 array, "rgb" | "bgr").
 
     rgb8/bgr8/8UC3/rgba8/bgra8 results are read-only views over data; other encodings return a
@@ -132,7 +131,7 @@ def image_to_pixels(width: int, height: int, encoding: str, step: int, is_bigend
     return cv2.cvtColor(mosaic, _BAYER_TO_RGB[name]), RGB
 
 
-def compressed_to_pixels(format: str, data) -> Tuple[np.ndarray, str]:  # noqa: A002 (message field name)
+def compressed_to_pixels(format: str, data) -> tuple[np.ndarray, str]:  # noqa: A002 (message field name)
     """Fields of a sensor_msgs/CompressedImage -> (H x W x 3 uint8 array, order).
 
     format is "jpeg"/"png" or image_transport's "<orig>; <codec> compressed <target>" form. The

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
-from typing import List, Mapping, Optional
+from typing import Mapping
 
 from perception_edge.core.errors import ConfigError
 
@@ -20,10 +20,10 @@ COCO80 = [
 ]
 
 
-def read_labels(path: str) -> List[str]:
+def read_labels(path: str) -> list[str]:
     """One class name per line; blank lines and '#' comments skipped."""
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             names = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
     except OSError as e:
         raise ConfigError(f"cannot read labels file {path}: {e.strerror}") from None
@@ -32,7 +32,7 @@ def read_labels(path: str) -> List[str]:
     return names
 
 
-def names_from_metadata(metadata: Mapping[str, str]) -> Optional[List[str]]:
+def names_from_metadata(metadata: Mapping[str, str]) -> list[str] | None:
     """The 'names' entry the YOLOv5 exporter writes ("{0: 'person', ...}" or a JSON list/dict)."""
     raw = metadata.get("names")
     if not raw:
@@ -51,7 +51,7 @@ def names_from_metadata(metadata: Mapping[str, str]) -> Optional[List[str]]:
     return None
 
 
-def resolve_labels(num_classes: int, labels_file: str = "", metadata: Optional[Mapping[str, str]] = None) -> List[str]:
+def resolve_labels(num_classes: int, labels_file: str = "", metadata: Mapping[str, str] | None = None) -> list[str]:
     """Labels file > model metadata > COCO-80 (for 80 classes) > class_<id>."""
     if labels_file:
         names = read_labels(labels_file)

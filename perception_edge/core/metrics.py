@@ -11,7 +11,7 @@ w * h (no +1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class DetectionResult:
     n_gt: np.ndarray  # (C,) ground-truth boxes per class
     precision: np.ndarray  # (C,) at the best-F1 point of each class
     recall: np.ndarray  # (C,)
-    class_names: List[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         lines = [f"{'class':<16}{'gt':>6}{'AP@.5':>8}{'P':>7}{'R':>7}"]
@@ -92,15 +92,15 @@ class DetectionResult:
 class DetectionMeter:
     """Accumulates predictions and ground truth image by image; result() gives mAP at one IoU."""
 
-    def __init__(self, num_classes: int, iou_threshold: float = 0.5, max_det: Optional[int] = 100,
+    def __init__(self, num_classes: int, iou_threshold: float = 0.5, max_det: int | None = 100,
                  class_names: Sequence[str] = ()):
         self.num_classes = num_classes
         self.iou_threshold = iou_threshold
         self.max_det = max_det
         self.class_names = list(class_names)
-        self._tp: List[np.ndarray] = []
-        self._scores: List[np.ndarray] = []
-        self._cls: List[np.ndarray] = []
+        self._tp: list[np.ndarray] = []
+        self._scores: list[np.ndarray] = []
+        self._cls: list[np.ndarray] = []
         self.n_gt = np.zeros(num_classes, np.int64)
 
     def add(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray,
@@ -143,9 +143,9 @@ class DetectionMeter:
         return DetectionResult(m, ap, self.n_gt.copy(), prec, rec, self.class_names)
 
 
-def mean_average_precision(preds: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
-                           gts: Sequence[Tuple[np.ndarray, np.ndarray]], num_classes: int,
-                           iou_threshold: float = 0.5, max_det: Optional[int] = 100) -> DetectionResult:
+def mean_average_precision(preds: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                           gts: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int,
+                           iou_threshold: float = 0.5, max_det: int | None = 100) -> DetectionResult:
     """preds: per image (boxes, scores, classes); gts: per image (boxes, classes)."""
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} prediction lists for {len(gts)} images")
@@ -160,7 +160,7 @@ def mean_average_precision(preds: Sequence[Tuple[np.ndarray, np.ndarray, np.ndar
 class SegmentationMeter:
     """Confusion matrix over all pixels of all images: per-class IoU = TP / (TP + FP + FN)."""
 
-    def __init__(self, num_classes: int, ignore_index: Optional[int] = None):
+    def __init__(self, num_classes: int, ignore_index: int | None = None):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.confusion = np.zeros((num_classes, num_classes), np.int64)  # [gt, pred]
@@ -205,5 +205,5 @@ def binary_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.count_nonzero(p & g) / union) if union else 1.0
 
 
-def summarize_ious(ious: np.ndarray, names: Sequence[str]) -> Dict[str, float]:
+def summarize_ious(ious: np.ndarray, names: Sequence[str]) -> dict[str, float]:
     return {(names[i] if i < len(names) else str(i)): float(v) for i, v in enumerate(ious)}

@@ -1,7 +1,7 @@
 """Frames -> one normalized NCHW batch tensor, written into reused buffers."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -20,15 +20,15 @@ class Preprocessor:
     geometry changes, since frames of one camera keep the same size.
     """
 
-    def __init__(self, input_hw: Tuple[int, int], dtype=np.float32, mode: str = "letterbox",
+    def __init__(self, input_hw: tuple[int, int], dtype=np.float32, mode: str = "letterbox",
                  pad_value: int = PAD_VALUE):
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.dtype = np.dtype(dtype)
         self.mode = mode
         self.pad = np.float32(pad_value / 255.0)
-        self._blobs: Dict[int, np.ndarray] = {}
-        self._slot_geometry: Dict[Tuple[int, int], Transform] = {}
-        self._resized: Dict[Tuple[int, int], np.ndarray] = {}
+        self._blobs: dict[int, np.ndarray] = {}
+        self._slot_geometry: dict[tuple[int, int], Transform] = {}
+        self._resized: dict[tuple[int, int], np.ndarray] = {}
 
     def _blob(self, batch: int) -> np.ndarray:
         blob = self._blobs.get(batch)
@@ -37,7 +37,7 @@ class Preprocessor:
             self._blobs[batch] = blob
         return blob
 
-    def __call__(self, images: Sequence[Tuple[np.ndarray, str]], batch: int = 0) -> Tuple[np.ndarray, List[Transform]]:
+    def __call__(self, images: Sequence[tuple[np.ndarray, str]], batch: int = 0) -> tuple[np.ndarray, list[Transform]]:
         """images: (H x W x 3 uint8, "rgb"|"bgr") pairs. batch > len(images) pads with empty slots.
 
         The returned tensor is a buffer owned by this object: valid until the next call.

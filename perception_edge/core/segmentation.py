@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional
 
-import cv2
 import numpy as np
 
 from perception_edge.core.detections import check_finite
@@ -39,7 +37,7 @@ def class_map(logits: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return logits.argmax(0).astype(np.uint8)
 
 
-def decode_segmentation(logits: np.ndarray, transforms: List[Transform], threshold: float = 0.5) -> List[np.ndarray]:
+def decode_segmentation(logits: np.ndarray, transforms: list[Transform], threshold: float = 0.5) -> list[np.ndarray]:
     """[B, C, h, w] logits -> per image a class map at source size (letterbox padding removed).
 
     The class decision is made at the model's output resolution, then each source pixel takes the
@@ -51,12 +49,12 @@ def decode_segmentation(logits: np.ndarray, transforms: List[Transform], thresho
     return [t.mask_to_source(class_map(logits[i], threshold)) for i, t in enumerate(transforms)]
 
 
-def colorize(mask: np.ndarray, palette: Optional[np.ndarray] = None) -> np.ndarray:
+def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) RGB colours."""
     return (PALETTE if palette is None else palette)[mask]
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5, palette: Optional[np.ndarray] = None) -> np.ndarray:
+def overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5, palette: np.ndarray | None = None) -> np.ndarray:
     """Blend the colours of non-background classes into an RGB image (a new array)."""
     out = rgb.copy()
     fg = mask > 0

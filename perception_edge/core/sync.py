@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class Frame:
     stamp: int  # header stamp, ns
     frame_id: str
     camera: str  # the camera's topic
-    arrival: Optional[float] = None
+    arrival: float | None = None
     convert_ms: float = 0.0  # time spent turning the message into pixels
     source: Any = None  # the source message, opaque here (the standalone fusion node republishes it)
 
@@ -52,7 +52,7 @@ class Frame:
         return int(self.pixels.shape[0])
 
     @property
-    def source_size(self) -> Tuple[int, int]:
+    def source_size(self) -> tuple[int, int]:
         """(width, height) of the source image in pixels."""
         return self.width, self.height
 
@@ -65,18 +65,18 @@ class Frame:
 class Batch:
     """Frames of different cameras taken at (about) the same time, in the order cameras were given."""
 
-    frames: List[Frame]
-    stale: List[str] = field(default_factory=list)  # cameras left out because they went silent
+    frames: list[Frame]
+    stale: list[str] = field(default_factory=list)  # cameras left out because they went silent
     created: float = 0.0
 
     def __len__(self) -> int:
         return len(self.frames)
 
     @property
-    def cameras(self) -> List[str]:
+    def cameras(self) -> list[str]:
         return [f.camera for f in self.frames]
 
-    def images(self) -> List[Tuple[np.ndarray, str]]:
+    def images(self) -> list[tuple[np.ndarray, str]]:
         """(pixels, order) pairs: what Detector / Segmenter take."""
         return [(f.pixels, f.order) for f in self.frames]
 
@@ -88,10 +88,10 @@ class CameraStats:
     stale: int = 0  # times the camera went silent for longer than stale_timeout
     batched: int = 0  # frames that went into a batch
     is_stale: bool = False
-    last_arrival: Optional[float] = None  # None: nothing received yet
-    last_stamp: Optional[int] = None
+    last_arrival: float | None = None  # None: nothing received yet
+    last_stamp: int | None = None
 
-    def copy(self) -> "CameraStats":
+    def copy(self) -> CameraStats:
         return CameraStats(**self.__dict__)
 
 
@@ -100,7 +100,7 @@ class FrameSync:
 
     def __init__(self, cameras: Iterable[str], slop: float, stale_timeout: float,
                  clock: Callable[[], float] = time.monotonic):
-        self.cameras: List[str] = list(cameras)
+        self.cameras: list[str] = list(cameras)
         if not self.cameras:
             raise ValueError("FrameSync needs at least one camera")
         if len(set(self.cameras)) != len(self.cameras):
@@ -111,14 +111,14 @@ class FrameSync:
         self.stale_timeout = float(stale_timeout)
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending: Dict[str, Optional[Frame]] = {c: None for c in self.cameras}
-        self._stats: Dict[str, CameraStats] = {c: CameraStats() for c in self.cameras}
+        self._pending: dict[str, Frame | None] = {c: None for c in self.cameras}
+        self._stats: dict[str, CameraStats] = {c: CameraStats() for c in self.cameras}
         self._started = clock()
-        self._waiting_since: Optional[float] = None  # arrival of the oldest frame waiting for a batch
+        self._waiting_since: float | None = None  # arrival of the oldest frame waiting for a batch
         self.batches = 0
 
     # -- input ------------------------------------------------------------------------------------
-    def add(self, frame: Frame) -> Optional[Batch]:
+    def add(self, frame: Frame) -> Batch | None:
         """Take a camera's newest frame; returns a Batch when one is complete."""
         if frame.camera not in self._pending:
             raise KeyError(f"unknown camera {frame.camera!r}; expected one of {self.cameras}")
@@ -142,20 +142,20 @@ class FrameSync:
                     self._waiting_since = now
             return self._try_batch(now)
 
-    def poll(self) -> Optional[Batch]:
+    def poll(self) -> Batch | None:
         """Re-check without a new frame (call periodically): a camera may have gone stale, which
         can complete a batch of the others."""
         with self._lock:
             return self._try_batch(self._clock())
 
     # -- state ------------------------------------------------------------------------------------
-    def stats(self) -> Dict[str, CameraStats]:
+    def stats(self) -> dict[str, CameraStats]:
         """A snapshot of each camera's counters (stale state brought up to date)."""
         with self._lock:
             self._update_stale(self._clock())
             return {c: s.copy() for c, s in self._stats.items()}
 
-    def stale_cameras(self) -> List[str]:
+    def stale_cameras(self) -> list[str]:
         with self._lock:
             self._update_stale(self._clock())
             return [c for c in self.cameras if self._stats[c].is_stale]
@@ -180,7 +180,7 @@ class FrameSync:
         arrivals = [f.arrival for f in self._pending.values() if f is not None]
         self._waiting_since = min(arrivals) if arrivals else None
 
-    def _try_batch(self, now: float) -> Optional[Batch]:
+    def _try_batch(self, now: float) -> Batch | None:
         self._update_stale(now)
         live = [c for c in self.cameras if not self._stats[c].is_stale]
         if not live:
@@ -214,7 +214,7 @@ class LatestSlot(Generic[T]):
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._item: Optional[T] = None
+        self._item: T | None = None
         self._full = False
         self._closed = False
         self.put_count = 0
@@ -236,7 +236,7 @@ class LatestSlot(Generic[T]):
             self._cond.notify()
             return replaced
 
-    def get(self, timeout: Optional[float] = None) -> Optional[T]:
+    def get(self, timeout: float | None = None) -> T | None:
         """The newest item, waiting up to timeout seconds (None: forever); None on time-out or close."""
         with self._cond:
             if not self._full and not self._closed:

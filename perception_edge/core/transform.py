@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
 
 import cv2
 import numpy as np
@@ -77,7 +76,7 @@ class Transform:
         )
 
 
-def letterbox_transform(src_hw: Tuple[int, int], dst_hw: Tuple[int, int]) -> Transform:
+def letterbox_transform(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Transform:
     """YOLOv5's letterbox geometry: aspect kept, centred, padding split like the official code."""
     src_h, src_w = int(src_hw[0]), int(src_hw[1])
     dst_h, dst_w = int(dst_hw[0]), int(dst_hw[1])
@@ -91,7 +90,7 @@ def letterbox_transform(src_hw: Tuple[int, int], dst_hw: Tuple[int, int]) -> Tra
     return Transform(src_w, src_h, dst_w, dst_h, new_w, new_h, pad_x, pad_y)
 
 
-def stretch_transform(src_hw: Tuple[int, int], dst_hw: Tuple[int, int]) -> Transform:
+def stretch_transform(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Transform:
     """Plain resize to the model input (aspect not kept; common for segmentation models)."""
     src_h, src_w = int(src_hw[0]), int(src_hw[1])
     if src_h <= 0 or src_w <= 0:
@@ -99,7 +98,7 @@ def stretch_transform(src_hw: Tuple[int, int], dst_hw: Tuple[int, int]) -> Trans
     return Transform(src_w, src_h, int(dst_hw[1]), int(dst_hw[0]), int(dst_hw[1]), int(dst_hw[0]), 0, 0)
 
 
-def make_transform(src_hw: Tuple[int, int], dst_hw: Tuple[int, int], mode: str = "letterbox") -> Transform:
+def make_transform(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str = "letterbox") -> Transform:
     if mode == "letterbox":
         return letterbox_transform(src_hw, dst_hw)
     if mode == "stretch":
@@ -107,8 +106,8 @@ def make_transform(src_hw: Tuple[int, int], dst_hw: Tuple[int, int], mode: str =
     raise InputError(f"unknown resize mode {mode!r} (letterbox or stretch)")
 
 
-def letterbox(image: np.ndarray, dst_hw: Tuple[int, int], pad_value: int = PAD_VALUE,
-              mode: str = "letterbox") -> Tuple[np.ndarray, Transform]:
+def letterbox(image: np.ndarray, dst_hw: tuple[int, int], pad_value: int = PAD_VALUE,
+              mode: str = "letterbox") -> tuple[np.ndarray, Transform]:
     """A new uint8 image of dst size (for tools and drawing; the pipeline uses Preprocessor)."""
     t = make_transform(image.shape[:2], dst_hw, mode)
     out = np.full((t.dst_h, t.dst_w) + image.shape[2:], pad_value, np.uint8)

@@ -23,7 +23,7 @@ import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -37,12 +37,12 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 class Sample:
     name: str
     image: np.ndarray  # H x W x 3 uint8 RGB
-    mask: Optional[np.ndarray]  # H x W uint8 or None
+    mask: np.ndarray | None  # H x W uint8 or None
     boxes: np.ndarray  # (N, 4) float32 xyxy pixels
     class_ids: np.ndarray  # (N,) int64
 
 
-def parse_size(text: str) -> Tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     """'640x360' -> (640, 360) as (width, height)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -61,7 +61,7 @@ def boxes_to_yolo(boxes: np.ndarray, class_ids: np.ndarray, width: int, height: 
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def yolo_to_boxes(text: str, width: int, height: int, source: str = "labels") -> Tuple[np.ndarray, np.ndarray]:
+def yolo_to_boxes(text: str, width: int, height: int, source: str = "labels") -> tuple[np.ndarray, np.ndarray]:
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
@@ -81,8 +81,8 @@ def yolo_to_boxes(text: str, width: int, height: int, source: str = "labels") ->
     return boxes, a[:, 0].astype(np.int64)
 
 
-def write_sample(root: str, name: str, image: np.ndarray, mask: Optional[np.ndarray] = None,
-                 boxes: Optional[np.ndarray] = None, class_ids: Optional[np.ndarray] = None,
+def write_sample(root: str, name: str, image: np.ndarray, mask: np.ndarray | None = None,
+                 boxes: np.ndarray | None = None, class_ids: np.ndarray | None = None,
                  image_ext: str = "jpg", jpeg_quality: int = 95) -> None:
     """Write one sample (image RGB) into a data set folder."""
     r = Path(root)
@@ -99,7 +99,7 @@ def write_sample(root: str, name: str, image: np.ndarray, mask: Optional[np.ndar
         (r / "labels" / f"{name}.txt").write_text(boxes_to_yolo(boxes, class_ids, w, h))
 
 
-def read_names(path: Path) -> List[str]:
+def read_names(path: Path) -> list[str]:
     if not path.is_file():
         return []
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
@@ -154,7 +154,7 @@ class DatasetFolder:
             yield self[i]
 
 
-def generate_dataset(out: str, count: int, size: Tuple[int, int] = (640, 360), seed: int = 0,
+def generate_dataset(out: str, count: int, size: tuple[int, int] = (640, 360), seed: int = 0,
                      cameras: Sequence[str] = ("front",), drivable: bool = False, image_ext: str = "jpg",
                      stamp_step: float = 0.1, progress: bool = False) -> int:
     """Generate ``count`` synthetic scenes, each seen by every camera; returns the number of frames."""
@@ -276,7 +276,7 @@ def import_carla(rgb_dir: str, semantic_dir: str, out: str, encoding: str = "aut
 
 # ---------------------------------------------------------------------------------------- CLI
 
-def main_generate(argv: Optional[List[str]] = None) -> int:
+def main_generate(argv: list[str] | None = None) -> int:
     from perception_edge.data.synthetic import CAMERA_POSES
 
     ap = argparse.ArgumentParser(prog="perception-edge generate-data",
@@ -297,7 +297,7 @@ def main_generate(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def main_import_carla(argv: Optional[List[str]] = None) -> int:
+def main_import_carla(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="perception-edge import-carla",
                                  description="CARLA RGB + semantic segmentation captures -> lane-mask data set.")
     ap.add_argument("--rgb", required=True, help="folder of RGB camera images")
@@ -316,8 +316,8 @@ def main_import_carla(argv: Optional[List[str]] = None) -> int:
 
 # ------------------------------------------------------------------------------ training input
 
-def fit_to_input(image: np.ndarray, mask: Optional[np.ndarray], boxes: Optional[np.ndarray],
-                 input_hw: Tuple[int, int], mode: str = "letterbox", num_mask_classes: int = 2):
+def fit_to_input(image: np.ndarray, mask: np.ndarray | None, boxes: np.ndarray | None,
+                 input_hw: tuple[int, int], mode: str = "letterbox", num_mask_classes: int = 2):
     """A source sample -> model-input geometry exactly as the runtime Preprocessor places a frame
     (perception_edge.core.transform: letterbox or stretch, INTER_LINEAR, pad 114).
 
@@ -350,8 +350,8 @@ def fit_to_input(image: np.ndarray, mask: Optional[np.ndarray], boxes: Optional[
     return fitted, target, out_boxes, t
 
 
-def augment(image: np.ndarray, mask: Optional[np.ndarray], boxes: Optional[np.ndarray],
-            class_ids: Optional[np.ndarray], rng: np.random.Generator, flip: float = 0.5, scale: float = 0.1,
+def augment(image: np.ndarray, mask: np.ndarray | None, boxes: np.ndarray | None,
+            class_ids: np.ndarray | None, rng: np.random.Generator, flip: float = 0.5, scale: float = 0.1,
             shift: float = 0.05, brightness: float = 0.3, contrast: float = 0.3, saturation: float = 0.3):
     """Photometric + small geometric augmentation of a source sample (image RGB uint8, mask, xyxy
     boxes in pixels). Geometric changes move the mask and the boxes with the image; boxes that
@@ -404,8 +404,8 @@ class SampleSource:
     cameras[i % len(cameras)], so two sources with different seeds never share a scene.
     """
 
-    def __init__(self, folder: Optional[DatasetFolder] = None, indices: Optional[Sequence[int]] = None,
-                 synthetic: int = 0, seed: int = 0, size: Tuple[int, int] = (640, 360),
+    def __init__(self, folder: DatasetFolder | None = None, indices: Sequence[int] | None = None,
+                 synthetic: int = 0, seed: int = 0, size: tuple[int, int] = (640, 360),
                  cameras: Sequence[str] = ("front", "front", "front_left", "front_right"), drivable: bool = False):
         self.folder = folder
         self.indices = list(indices) if indices is not None else (list(range(len(folder))) if folder else [])
@@ -427,7 +427,7 @@ class SampleSource:
         return Sample(f"syn{i:06d}", f.image, f.mask, f.boxes, f.class_ids)
 
 
-def split_folder(folder: DatasetFolder, val_fraction: float) -> Tuple[List[int], List[int]]:
+def split_folder(folder: DatasetFolder, val_fraction: float) -> tuple[list[int], list[int]]:
     """Deterministic train/val split by image name (a stable hash), so adding files keeps it."""
     import zlib
 

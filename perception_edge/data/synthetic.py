@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ class CameraPose:
     x_offset: float = 0.0
 
 
-CAMERA_POSES: Dict[str, CameraPose] = {
+CAMERA_POSES: dict[str, CameraPose] = {
     "front": CameraPose(0.0, 0.0),
     "front_left": CameraPose(-40.0, -0.6),
     "front_right": CameraPose(40.0, 0.6),
@@ -66,7 +66,7 @@ class Frame:
     seed: int = 0
 
     @property
-    def class_names(self) -> List[str]:
+    def class_names(self) -> list[str]:
         return [CLASSES[int(c)] for c in self.class_ids]
 
 
@@ -75,7 +75,7 @@ class Marking:
     offset: float  # lateral offset from the road's left edge (m)
     kind: str  # solid | dashed | double
     width: float  # m
-    color: Tuple[int, int, int]
+    color: tuple[int, int, int]
     dash: float = 3.0
     gap: float = 9.0
     phase: float = 0.0
@@ -91,9 +91,9 @@ class Vehicle:
     width: float
     height: float
     length: float
-    color: Tuple[int, int, int]
+    color: tuple[int, int, int]
     oncoming: bool = False
-    cabin_color: Tuple[int, int, int] = (40, 45, 55)
+    cabin_color: tuple[int, int, int] = (40, 45, 55)
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Pedestrian:
     z: float
     height: float
     speed_x: float
-    colors: Tuple[Tuple[int, int, int], Tuple[int, int, int], Tuple[int, int, int]]  # shirt, trousers, skin
+    colors: tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]  # shirt, trousers, skin
     stride: float
 
 
@@ -113,7 +113,7 @@ class Sign:
     height: float  # plate centre height (m)
     radius: float
     shape: str  # circle | triangle | rect | octagon | diamond
-    colors: Tuple[Tuple[int, int, int], Tuple[int, int, int]]
+    colors: tuple[tuple[int, int, int], tuple[int, int, int]]
 
 
 @dataclass
@@ -123,8 +123,8 @@ class Prop:  # unlabelled roadside scenery
     z: float
     width: float
     height: float
-    color: Tuple[int, int, int]
-    color2: Tuple[int, int, int] = (0, 0, 0)
+    color: tuple[int, int, int]
+    color2: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass
@@ -150,23 +150,23 @@ class Scene:
     heading: float  # dx/dz of the road at z=0
     curvature: float  # 1/m
     ego_speed: float
-    markings: List[Marking]
-    vehicles: List[Vehicle]
-    pedestrians: List[Pedestrian]
-    signs: List[Sign]
-    props: List[Prop]
-    shadows: List[Shadow]
-    asphalt: Tuple[int, int, int]
-    terrain: Tuple[int, int, int]
-    sidewalk: Optional[Tuple[int, int, int]]
-    sky_top: Tuple[int, int, int]
-    sky_horizon: Tuple[int, int, int]
+    markings: list[Marking]
+    vehicles: list[Vehicle]
+    pedestrians: list[Pedestrian]
+    signs: list[Sign]
+    props: list[Prop]
+    shadows: list[Shadow]
+    asphalt: tuple[int, int, int]
+    terrain: tuple[int, int, int]
+    sidewalk: tuple[int, int, int] | None
+    sky_top: tuple[int, int, int]
+    sky_horizon: tuple[int, int, int]
     brightness: float
     contrast: float
-    tint: Tuple[float, float, float]
+    tint: tuple[float, float, float]
     noise: float
     blur: float
-    patches: List[Tuple[float, float, float, float, int]] = field(default_factory=list)  # x, z, w, l, delta
+    patches: list[tuple[float, float, float, float, int]] = field(default_factory=list)  # x, z, w, l, delta
 
     @property
     def road_width(self) -> float:
@@ -180,7 +180,7 @@ class Scene:
         return math.atan(self.heading + self.curvature * z)
 
 
-def _color(rng, base, jitter) -> Tuple[int, int, int]:
+def _color(rng, base, jitter) -> tuple[int, int, int]:
     return tuple(int(np.clip(b + rng.uniform(-jitter, jitter), 0, 255)) for b in base)
 
 
@@ -202,7 +202,7 @@ def sample_scene(seed: int) -> Scene:
     white = _color(rng, (235, 235, 230), 20)
     yellow = _color(rng, (225, 180, 40), 25)
     wear = float(rng.uniform(0.55, 1.0))
-    markings: List[Marking] = []
+    markings: list[Marking] = []
     base_w = float(rng.uniform(0.10, 0.20))
     for b in range(n_lanes + 1):
         off = b * lane_w
@@ -242,8 +242,8 @@ def sample_scene(seed: int) -> Scene:
     sky_top, sky_hor = _color(rng, sky_top, 15), _color(rng, sky_hor, 15)
     ego_speed = float(rng.uniform(5, 25))
 
-    vehicles: List[Vehicle] = []
-    occupied: List[Tuple[int, float]] = []
+    vehicles: list[Vehicle] = []
+    occupied: list[tuple[int, float]] = []
     for _ in range(int(rng.integers(0, 8))):
         lane = int(rng.integers(0, n_lanes))
         z = float(rng.uniform(5.0, 65.0))
@@ -263,7 +263,7 @@ def sample_scene(seed: int) -> Scene:
         vehicles.append(Vehicle(TRUCK if truck else CAR, (lane + 0.5) * lane_w + float(rng.uniform(-0.35, 0.35)), z,
                                 speed, float(w), float(h), float(length), _color(rng, color, 12), oncoming,
                                 _color(rng, (35, 40, 50), 12)))
-    pedestrians: List[Pedestrian] = []
+    pedestrians: list[Pedestrian] = []
     for _ in range(int(rng.integers(0, 5))):
         side = -1 if rng.random() < 0.5 else 1
         z = float(rng.uniform(5.0, 40.0))
@@ -277,7 +277,7 @@ def sample_scene(seed: int) -> Scene:
         skin = _color(rng, [(230, 190, 160), (190, 140, 100), (120, 80, 55)][int(rng.integers(0, 3))], 10)
         pedestrians.append(Pedestrian(x, z, float(rng.uniform(1.5, 1.9)), float(rng.uniform(-1.2, 1.2)),
                                       (shirt, trousers, skin), float(rng.uniform(0.0, 0.35))))
-    signs: List[Sign] = []
+    signs: list[Sign] = []
     for _ in range(int(rng.integers(0, 4))):
         right = rng.random() < 0.6
         z = float(rng.uniform(8.0, 60.0))
@@ -289,7 +289,7 @@ def sample_scene(seed: int) -> Scene:
         signs.append(Sign(road_left + heading * z + 0.5 * curvature * z * z + x_rel, z,
                           float(rng.uniform(1.9, 2.8)), float(rng.uniform(0.3, 0.45)), shape,
                           (_color(rng, colors[0], 15), _color(rng, colors[1], 10))))
-    props: List[Prop] = []
+    props: list[Prop] = []
     for _ in range(int(rng.integers(0, 10))):
         kind = ["building", "tree", "tree", "pole"][int(rng.integers(0, 4))]
         side = -1 if rng.random() < 0.5 else 1
@@ -306,7 +306,7 @@ def sample_scene(seed: int) -> Scene:
                               _color(rng, (50, 95, 40), 20), _color(rng, (80, 60, 40), 10)))
         else:
             props.append(Prop(kind, x, z, 0.15, float(rng.uniform(5, 8)), _color(rng, (130, 130, 135), 15)))
-    shadows: List[Shadow] = []
+    shadows: list[Shadow] = []
     for _ in range(int(rng.integers(0, 5))):
         band = rng.random() < 0.3
         z = float(rng.uniform(4, 60))
@@ -366,7 +366,7 @@ class _Camera:
             np.clip(uv, -1e7, 1e7, out=uv)
         return np.rint(uv).astype(np.int32)
 
-    def poly(self, world: np.ndarray) -> Optional[np.ndarray]:
+    def poly(self, world: np.ndarray) -> np.ndarray | None:
         """A world polygon -> fillPoly points (int32, _SHIFT bits), clipped to the near plane."""
         cam = self.to_cam(world)
         inside = cam[:, 2] >= _NEAR
@@ -378,7 +378,7 @@ class _Camera:
                 return None
         return self._pts(cam)
 
-    def polys(self, world: np.ndarray) -> List[np.ndarray]:
+    def polys(self, world: np.ndarray) -> list[np.ndarray]:
         """(S, N, 3) world polygons -> fillPoly point arrays (near-clipped; empty ones dropped)."""
         cam = self.to_cam(world)
         inside = cam[..., 2] >= _NEAR
@@ -418,8 +418,8 @@ def _geom_t(n: int) -> np.ndarray:
 class _Canvas:
     def __init__(self, cam: _Camera, image: np.ndarray, mask: np.ndarray, inst: np.ndarray):
         self.cam, self.image, self.mask, self.inst = cam, image, mask, inst
-        self.extent: Dict[int, List[int]] = {}  # instance id -> [x0, y0, x1, y1] drawn region (pixels)
-        self.drawn: Dict[int, int] = {}
+        self.extent: dict[int, list[int]] = {}  # instance id -> [x0, y0, x1, y1] drawn region (pixels)
+        self.drawn: dict[int, int] = {}
 
     def _grow(self, obj: int, pts: np.ndarray, pad: int = 2) -> None:
         x0, y0 = (pts.min(0) >> _SHIFT) - pad
@@ -427,7 +427,7 @@ class _Canvas:
         e = self.extent.get(obj)
         self.extent[obj] = [min(x0, e[0]), min(y0, e[1]), max(x1, e[2]), max(y1, e[3])] if e else [x0, y0, x1, y1]
 
-    def fill(self, pts: Optional[np.ndarray], color, obj: int = 0, mask_value: int = -1) -> None:
+    def fill(self, pts: np.ndarray | None, color, obj: int = 0, mask_value: int = -1) -> None:
         """Paint a polygon; obj > 0 records it in the instance map (an occluder / labelled object)."""
         if pts is None:
             return
@@ -438,7 +438,7 @@ class _Canvas:
             cv2.fillPoly(self.inst, [pts], obj, cv2.LINE_8, _SHIFT)
             self._grow(obj, pts)
 
-    def fill_many(self, pts: List[np.ndarray], color, mask_value: int = -1) -> None:
+    def fill_many(self, pts: list[np.ndarray], color, mask_value: int = -1) -> None:
         """Several non-overlapping polygons of one colour (ground layer: no instance id)."""
         if not pts:
             return
@@ -501,7 +501,7 @@ def _draw_ground(scene: Scene, cam: _Camera, cv: _Canvas, shift: float, markings
     for m in scene.markings:
         offsets = [m.offset] if m.kind != "double" else [m.offset - m.double_gap / 2 - m.width / 2,
                                                          m.offset + m.double_gap / 2 + m.width / 2]
-        polys: List[np.ndarray] = []
+        polys: list[np.ndarray] = []
         for off in offsets:
             if m.kind == "dashed":
                 period = m.dash + m.gap
@@ -578,7 +578,7 @@ def _shade_color(color, k: float):
 
 
 def _draw_box(cv: _Canvas, corners: np.ndarray, heading: float, color, obj: int,
-              shades=(("top", 1.1), ("left", 0.75), ("right", 0.75), ("rear", 0.92), ("front", 0.92))) -> List[str]:
+              shades=(("top", 1.1), ("left", 0.75), ("right", 0.75), ("rear", 0.92), ("front", 0.92))) -> list[str]:
     cam = cv.cam
     c, s = math.cos(heading), math.sin(heading)
     visible = []
@@ -657,7 +657,7 @@ def _draw_vehicle(scene: Scene, cv: _Canvas, v: Vehicle, z: float, obj: int) -> 
             cv.world_fill(_face_quad(cabin, face, 0.08, 0.92, 0.08, 0.9), v.cabin_color, obj)
 
 
-def _draw_faces_visible(cv: _Canvas, corners: np.ndarray, heading: float) -> List[str]:
+def _draw_faces_visible(cv: _Canvas, corners: np.ndarray, heading: float) -> list[str]:
     c, s = math.cos(heading), math.sin(heading)
     out = []
     for name, (idx, (nx, ny, nz)) in _FACES.items():
@@ -791,9 +791,9 @@ def _render_rng(scene: Scene, camera: str, t: float) -> np.random.Generator:
     return np.random.default_rng([scene.seed & 0xFFFFFFFF, zlib.crc32(camera.encode()), int(round(t * 1000)) & 0xFFFFFFFF])
 
 
-def render(scene: Scene, camera: str = "front", size: Tuple[int, int] = (640, 360), t: float = 0.0,
+def render(scene: Scene, camera: str = "front", size: tuple[int, int] = (640, 360), t: float = 0.0,
            drivable: bool = False, background: bool = True, markings: bool = True,
-           objects: Optional[Sequence[int]] = None, effects: bool = True,
+           objects: Sequence[int] | None = None, effects: bool = True,
            min_box: float = 8.0, min_visible: float = 0.2) -> Frame:
     """Render ``scene`` from one camera at time t (s). size is (width, height).
 
@@ -857,7 +857,7 @@ def render(scene: Scene, camera: str = "front", size: Tuple[int, int] = (640, 36
             items.append((d, "sign", (sg, z), label))
         label += 1
     items.sort(key=lambda it: -it[0])
-    classes: Dict[int, int] = {}
+    classes: dict[int, int] = {}
     for depth, kind, payload, idx in items:
         if idx >= 0 and objects is not None and idx not in objects:
             continue
@@ -913,8 +913,8 @@ def _count(inst: np.ndarray, extent, obj: int) -> int:
     return int((inst[y0:y1, x0:x1] == obj).sum())
 
 
-def scene_frames(seed: int, size: Tuple[int, int] = (640, 360), cameras: Sequence[str] = ("front",),
-                 stamp: float = 0.0, drivable: bool = False) -> List[Frame]:
+def scene_frames(seed: int, size: tuple[int, int] = (640, 360), cameras: Sequence[str] = ("front",),
+                 stamp: float = 0.0, drivable: bool = False) -> list[Frame]:
     """One scene seen by several cameras at the same instant (every frame gets the same stamp)."""
     scene = sample_scene(seed)
     frames = [render(scene, cam, size, 0.0, drivable) for cam in cameras]
@@ -923,9 +923,9 @@ def scene_frames(seed: int, size: Tuple[int, int] = (640, 360), cameras: Sequenc
     return frames
 
 
-def sequence(seed: int, n_frames: int, fps: float = 10.0, size: Tuple[int, int] = (640, 360),
+def sequence(seed: int, n_frames: int, fps: float = 10.0, size: tuple[int, int] = (640, 360),
              cameras: Sequence[str] = ("front",), drivable: bool = False,
-             start_stamp: float = 0.0) -> Iterator[List[Frame]]:
+             start_stamp: float = 0.0) -> Iterator[list[Frame]]:
     """A drive through one scene: per time step, one frame per camera, all with the same stamp."""
     scene = sample_scene(seed)
     for k in range(n_frames):

@@ -41,7 +41,6 @@ a global pool. How each is exported so that TensorRT (GPU) builds it:
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -49,7 +48,7 @@ import torch.nn.functional as F
 
 BN_MOMENTUM = 0.1
 POOL_KERNEL_MAX = 17  # the largest pooling window the exported graph holds (TensorRT: volume < 100000)
-DAPPM_POOLS: Tuple[Tuple[int, int, int], ...] = ((5, 2, 2), (9, 4, 4), (17, 8, 8))  # kernel, stride, pad
+DAPPM_POOLS: tuple[tuple[int, int, int], ...] = ((5, 2, 2), (9, 4, 4), (17, 8, 8))  # kernel, stride, pad
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -110,7 +109,7 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3), keepdim=True)
 
 
-def _bn_relu_conv(cin: int, cout: int, kernel: int = 1) -> List[nn.Module]:
+def _bn_relu_conv(cin: int, cout: int, kernel: int = 1) -> list[nn.Module]:
     return [nn.BatchNorm2d(cin, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
             nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)]
 
@@ -176,7 +175,7 @@ class DDRNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 19, planes: int = 32, spp_planes: int = 128, head_planes: int = 64,
-                 layers: Tuple[int, int, int, int] = (2, 2, 2, 2), aux_head: bool = False):
+                 layers: tuple[int, int, int, int] = (2, 2, 2, 2), aux_head: bool = False):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -218,7 +217,7 @@ class DDRNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         in_size = x.shape[-2:]
         x = self.layer1(self.conv1(x))
         l2 = self.layer2(self.relu(x))  # 1/8

@@ -28,7 +28,7 @@ import os
 import types
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Sequence
 
 from perception_edge.core.errors import ConfigError, InputError, ModelError
 
@@ -38,7 +38,7 @@ EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based)"
 
 # --- ONNX export -----------------------------------------------------------------------------------
 
-def _img_hw(img_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+def _img_hw(img_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(img_size, int):
         h = w = img_size
     else:
@@ -69,11 +69,11 @@ def _half_io(net):
     return HalfIO(net).eval()
 
 
-def _names_dict(names: Sequence[str]) -> Dict[int, str]:
+def _names_dict(names: Sequence[str]) -> dict[int, str]:
     return {i: str(n) for i, n in enumerate(names)}
 
 
-def export_onnx(model, path: str, img_size: Union[int, Sequence[int]] = (640, 640), batch: int = 1,
+def export_onnx(model, path: str, img_size: int | Sequence[int] = (640, 640), batch: int = 1,
                 dynamic_batch: bool = False, opset: int = 12, half: bool = False) -> str:
     """Export a YOLOv5 (perception_edge.models.yolov5.YOLOv5) to ``path``; returns the path.
 
@@ -144,7 +144,7 @@ def export_onnx(model, path: str, img_size: Union[int, Sequence[int]] = (640, 64
 
 # --- official checkpoints --------------------------------------------------------------------------
 
-_MODULE_PLACEHOLDERS: Dict[Tuple[str, str], type] = {}
+_MODULE_PLACEHOLDERS: dict[tuple[str, str], type] = {}
 _BUILTINS = {"set", "frozenset", "list", "dict", "tuple", "slice", "range", "complex", "bytearray", "bytes",
              "int", "float", "bool", "str"}
 _COLLECTIONS = {"OrderedDict", "defaultdict", "deque", "Counter"}
@@ -250,7 +250,7 @@ def _official_name(obj: Any) -> str:
     return getattr(type(obj), "official_class", "")
 
 
-def _names_list(names: Any) -> Optional[List[str]]:
+def _names_list(names: Any) -> list[str] | None:
     if isinstance(names, dict):
         try:
             return [str(names[k]) for k in sorted(names, key=int)]
@@ -333,10 +333,10 @@ def load_official_checkpoint(path: str):
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def _calibration_images(specs: Sequence[str]) -> List[Any]:
+def _calibration_images(specs: Sequence[str]) -> list[Any]:
     import cv2
 
-    paths: List[str] = []
+    paths: list[str] = []
     for spec in specs:
         if os.path.isdir(spec):
             paths += sorted(str(q) for q in Path(spec).iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
@@ -355,11 +355,11 @@ def _calibration_images(specs: Sequence[str]) -> List[Any]:
     return images
 
 
-def _shape_of(value_info) -> List[Union[int, str]]:
+def _shape_of(value_info) -> list[int | str]:
     return [d.dim_param if d.dim_param else d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def main_export(argv: Optional[List[str]] = None) -> int:
+def main_export(argv: list[str] | None = None) -> int:
     """`perception-edge export`: an official YOLOv5 .pt (or a random-weight variant) -> ONNX."""
     parser = argparse.ArgumentParser(
         prog="perception-edge export",

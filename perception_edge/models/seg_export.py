@@ -13,7 +13,7 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Sequence
 
 from perception_edge.core.errors import ConfigError, ModelError
 
@@ -28,10 +28,10 @@ def default_class_names(num_classes: int) -> list:
     return [f"class_{i}" for i in range(num_classes)]
 
 
-def export_segmentation_onnx(model, path: str, img_size: Tuple[int, int] = (192, 320), batch: int = 1,
+def export_segmentation_onnx(model, path: str, img_size: tuple[int, int] = (192, 320), batch: int = 1,
                              dynamic_batch: bool = False, opset: int = 12,
-                             class_names: Optional[Sequence[str]] = None, resize_mode: str = "letterbox",
-                             extra_metadata: Optional[Dict[str, str]] = None) -> str:
+                             class_names: Sequence[str] | None = None, resize_mode: str = "letterbox",
+                             extra_metadata: dict[str, str] | None = None) -> str:
     """Export ``model`` (eval mode, CPU, float32; BatchNorm folded by the exporter) to ``path``.
 
     img_size is (H, W). The spatial size is static (TensorRT builds each Resize with constant

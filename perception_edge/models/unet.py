@@ -16,7 +16,6 @@ Concat, all supported by TensorRT and ONNX Runtime's quantizer.
 """
 from __future__ import annotations
 
-from typing import List
 
 import torch
 import torch.nn as nn
@@ -68,7 +67,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         full = self.full(x) if self.stem_stride == 2 else None
         x = self.stem(x)
-        skips: List[torch.Tensor] = [x]
+        skips: list[torch.Tensor] = [x]
         for block in self.down:
             x = block(F.max_pool2d(x, 2))
             skips.append(x)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -31,20 +31,20 @@ import torch.nn as nn
 from perception_edge.core.errors import ModelError
 
 # variant -> (depth_multiple, width_multiple), as in models/yolov5{n,s,m,l,x}.yaml
-VARIANTS: Dict[str, Tuple[float, float]] = {
+VARIANTS: dict[str, tuple[float, float]] = {
     "n": (0.33, 0.25),
     "s": (0.33, 0.50),
     "m": (0.67, 0.75),
     "l": (1.0, 1.0),
     "x": (1.33, 1.25),
 }
-ANCHORS: List[List[int]] = [
+ANCHORS: list[list[int]] = [
     [10, 13, 16, 30, 33, 23],  # P3/8
     [30, 61, 62, 45, 59, 119],  # P4/16
     [116, 90, 156, 198, 373, 326],  # P5/32
 ]
 # [from, number, module, args] of the official v6.0+ P5 yaml (backbone then head)
-BACKBONE: List[list] = [
+BACKBONE: list[list] = [
     [-1, 1, "Conv", [64, 6, 2, 2]],  # 0-P1/2
     [-1, 1, "Conv", [128, 3, 2]],  # 1-P2/4
     [-1, 3, "C3", [128]],
@@ -56,7 +56,7 @@ BACKBONE: List[list] = [
     [-1, 3, "C3", [1024]],
     [-1, 1, "SPPF", [1024, 5]],  # 9
 ]
-HEAD: List[list] = [
+HEAD: list[list] = [
     [-1, 1, "Conv", [512, 1, 1]],
     [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
     [[-1, 6], 1, "Concat", [1]],  # cat backbone P4
@@ -82,9 +82,9 @@ def make_divisible(x: float, divisor: int = 8) -> int:
     return int(math.ceil(x / divisor) * divisor)
 
 
-def model_config(nc: int = 80, variant: str = "n", depth_multiple: Optional[float] = None,
-                 width_multiple: Optional[float] = None, anchors: Optional[Sequence[Sequence[float]]] = None,
-                 ch: int = 3) -> Dict[str, Any]:
+def model_config(nc: int = 80, variant: str = "n", depth_multiple: float | None = None,
+                 width_multiple: float | None = None, anchors: Sequence[Sequence[float]] | None = None,
+                 ch: int = 3) -> dict[str, Any]:
     """The yaml dict of an official yolov5{variant}.yaml with nc / multiples / anchors overridden."""
     if variant not in VARIANTS:
         raise ModelError(f"unknown YOLOv5 variant {variant!r} (one of {', '.join(VARIANTS)})")
@@ -100,7 +100,7 @@ def model_config(nc: int = 80, variant: str = "n", depth_multiple: Optional[floa
     }
 
 
-def default_names(nc: int) -> List[str]:
+def default_names(nc: int) -> list[str]:
     if nc == 80:
         from perception_edge.core.labels import COCO80
 
@@ -113,7 +113,7 @@ def default_names(nc: int) -> List[str]:
 class Conv(nn.Module):
     """Conv2d (no bias) + BatchNorm2d + SiLU; 'same' padding k // 2 unless given."""
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: Optional[int] = None, g: int = 1,
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
                  act: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2 if p is None else p, groups=g, bias=False)
@@ -189,11 +189,11 @@ class Concat(nn.Module):
         super().__init__()
         self.d = dimension
 
-    def forward(self, x: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(x, self.d)
 
 
-def _static_hw(t: torch.Tensor) -> Tuple[int, int]:
+def _static_hw(t: torch.Tensor) -> tuple[int, int]:
     """Spatial size as Python ints, also while tracing: the exported graph then holds constant
     Reshape shapes and grids (only the batch axis may be dynamic)."""
     with warnings.catch_warnings():
@@ -223,7 +223,7 @@ class Detect(nn.Module):
         self.register_buffer("anchors", a / torch.tensor(self.strides).view(-1, 1, 1))
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
 
-    def forward(self, xs: List[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         raw, z = [], []
         for i in range(self.nl):
             p = self.m[i](xs[i])
@@ -253,12 +253,12 @@ _MODULES = {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat, "nn.Upsample
             "Upsample": nn.Upsample, "Detect": Detect}
 
 
-def _from_list(f: Union[int, Sequence[int]]) -> List[int]:
+def _from_list(f: int | Sequence[int]) -> list[int]:
     return [f] if isinstance(f, int) else list(f)
 
 
 def _build_layer(i: int, row: Sequence[Any], nc: int, anchors: Any, gd: float, gw: float, ch_in: int,
-                 ch: List[int], strides: List[float]) -> Tuple[nn.Module, int, float]:
+                 ch: list[int], strides: list[float]) -> tuple[nn.Module, int, float]:
     """One [from, number, module, args] row -> (module with .i/.f, output channels, output stride)."""
     f, n, name, args = row
     if name not in _MODULES:
@@ -294,7 +294,7 @@ def _build_layer(i: int, row: Sequence[Any], nc: int, anchors: Any, gd: float, g
     return module, c2, stride
 
 
-def parse_model(cfg: Dict[str, Any]) -> Tuple[nn.Sequential, List[int], List[float]]:
+def parse_model(cfg: dict[str, Any]) -> tuple[nn.Sequential, list[int], list[float]]:
     """Layers of an official model yaml dict (the subset of models/yolo.py parse_model this package
     implements: Conv, C3, SPPF, nn.Upsample, Concat, Detect). Returns (layers, save list, strides)."""
     try:
@@ -309,10 +309,10 @@ def parse_model(cfg: Dict[str, Any]) -> Tuple[nn.Sequential, List[int], List[flo
     act = cfg.get("activation")
     if act and str(act).replace(" ", "") not in ("nn.SiLU()", "SiLU()"):
         raise ModelError(f"model config activation {act!r} is not supported (YOLOv5 uses SiLU)")
-    layers: List[nn.Module] = []
-    save: List[int] = []
-    ch: List[int] = []  # output channels per layer
-    strides: List[float] = []  # output stride per layer: lets Detect know its levels without a forward
+    layers: list[nn.Module] = []
+    save: list[int] = []
+    ch: list[int] = []  # output channels per layer
+    strides: list[float] = []  # output stride per layer: lets Detect know its levels without a forward
     for i, row in enumerate(layers_cfg):
         try:
             module, c2, stride = _build_layer(i, row, nc, anchors, gd, gw, ch_in, ch, strides)
@@ -337,9 +337,9 @@ class YOLOv5(nn.Module):
     (as stored in checkpoints) instead.
     """
 
-    def __init__(self, nc: int = 80, variant: str = "n", depth_multiple: Optional[float] = None,
-                 width_multiple: Optional[float] = None, anchors: Optional[Sequence[Sequence[float]]] = None,
-                 ch: int = 3, names: Optional[Sequence[str]] = None, cfg: Optional[Dict[str, Any]] = None):
+    def __init__(self, nc: int = 80, variant: str = "n", depth_multiple: float | None = None,
+                 width_multiple: float | None = None, anchors: Sequence[Sequence[float]] | None = None,
+                 ch: int = 3, names: Sequence[str] | None = None, cfg: dict[str, Any] | None = None):
         super().__init__()
         self.yaml = copy.deepcopy(cfg) if cfg is not None else model_config(
             nc, variant, depth_multiple, width_multiple, anchors, ch)
@@ -356,7 +356,7 @@ class YOLOv5(nn.Module):
         return self.model[-1]
 
     def forward(self, x: torch.Tensor):
-        y: List[Optional[torch.Tensor]] = []
+        y: list[torch.Tensor | None] = []
         for m in self.model:
             if m.f != -1:
                 x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
@@ -374,27 +374,27 @@ class YOLOv5(nn.Module):
                 b[:, 4] += math.log(8 / (640 / s) ** 2)
                 b[:, 5:] += math.log(0.6 / (det.nc - 0.999999))
 
-    def fuse(self) -> "YOLOv5":
+    def fuse(self) -> YOLOv5:
         """Fold every BatchNorm into its conv (in place; inference only). Returns self."""
         for m in self.modules():
             if isinstance(m, Conv):
                 m.fuse()
         return self
 
-    def num_outputs(self, img_size: Union[int, Tuple[int, int]]) -> int:
+    def num_outputs(self, img_size: int | tuple[int, int]) -> int:
         """N of the [B, N, 5 + nc] output for an input of img_size (H, W)."""
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
         return self.detect.na * sum((h // int(s)) * (w // int(s)) for s in self.detect.strides)
 
 
-def _hw(img_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+def _hw(img_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(img_size, int):
         return img_size, img_size
     h, w = (int(v) for v in img_size)
     return h, w
 
 
-def recalibrate_batchnorm(model: nn.Module, images: Sequence[Any], img_size: Union[int, Sequence[int]],
+def recalibrate_batchnorm(model: nn.Module, images: Sequence[Any], img_size: int | Sequence[int],
                           batch_size: int = 4) -> nn.Module:
     """Reset BatchNorm statistics and re-estimate them on letterboxed RGB uint8 images (H x W x 3).
 

@@ -14,7 +14,7 @@ import functools
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable
 
 from perception_edge.core.errors import PerceptionError
 from perception_edge.core.sync import NS_PER_S, Batch, FrameSync
@@ -67,16 +67,16 @@ class _CameraState:
 class CameraFusion:
     """Camera subscriptions + FrameSync inside `node`; Batches go to the registered consumers."""
 
-    def __init__(self, node, params: Dict[str, Any], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, node, params: dict[str, Any], clock: Callable[[], float] = time.monotonic):
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
         from sensor_msgs.msg import CompressedImage, Image
 
         self.node = node
-        self.cameras: List[str] = list(params["cameras"])
+        self.cameras: list[str] = list(params["cameras"])
         self.qos_name = params["input_qos"]
         self.sync = FrameSync(self.cameras, params["sync.slop"], params["sync.stale_timeout"], clock=clock)
         self._clock = clock
-        self._consumers: List[Callable[[Batch], None]] = []
+        self._consumers: list[Callable[[Batch], None]] = []
         self._state = {cam: _CameraState(cam) for cam in self.cameras}
         self._lock = threading.Lock()
         self.batches = 0
@@ -124,7 +124,7 @@ class CameraFusion:
     def poll(self) -> None:
         self._dispatch(self.sync.poll())
 
-    def _dispatch(self, batch: Optional[Batch]) -> None:
+    def _dispatch(self, batch: Batch | None) -> None:
         if batch is None:
             return
         with self._lock:
@@ -161,7 +161,7 @@ class CameraFusion:
                and self.qos_name == "reliable" else ""))
 
     # -- diagnostics ------------------------------------------------------------------------------
-    def statuses(self, period: float = 1.0) -> List[Any]:
+    def statuses(self, period: float = 1.0) -> list[Any]:
         out = []
         stats = self.sync.stats()
         now = self._clock()
@@ -211,7 +211,7 @@ class CameraFusionNode(Node):
         period = self.params["diagnostics_period"]
         self.diagnostics = diag.DiagnosticsPublisher(self, period)
         self.diagnostics.add(lambda: self.fusion.statuses(period))
-        self._republishers: Dict[str, Any] = {}
+        self._republishers: dict[str, Any] = {}
         if republish:
             self._setup_republish()
 
@@ -237,7 +237,7 @@ class CameraFusionNode(Node):
                 pub.publish(frame.source)  # the received message itself: header and data untouched
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     return run_main("camera_fusion", lambda nodes: nodes.append(CameraFusionNode(republish=True)), argv,
                     multi_threaded=False)  # light callbacks only
 

@@ -13,14 +13,14 @@ so detection and segmentation of a batch run in parallel and never block the cam
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Optional
+from typing import Any
 
 from perception_edge.core.errors import ConfigError
 from perception_edge.nodes.camera_fusion import CameraFusionNode
 from perception_edge.nodes.parameters import run_main
 
 
-def build(nodes: List[Any]) -> None:
+def build(nodes: list[Any]) -> None:
     """Create the nodes (appending each to `nodes` as soon as it exists, for clean-up)."""
     fusion = CameraFusionNode(republish=False, node_name="camera_fusion")
     fusion.own_executor = True  # camera callbacks on their own single-threaded executor (see run_main)
@@ -42,7 +42,7 @@ def build(nodes: List[Any]) -> None:
         fusion.add_consumer(segmentation.submit)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     return run_main("perception_container", build, argv, num_threads=4)
 
 

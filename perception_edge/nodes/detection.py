@@ -12,7 +12,7 @@ In the container, batches come from the camera_fusion node in-process; standalon
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from perception_edge.core.drawing import draw
 from perception_edge.core.image_conversion import to_rgb
@@ -37,7 +37,7 @@ class DetectionNode(ModelNode):
     def __init__(self, node_name: str = "detection", internal_fusion: bool = False, **kwargs):
         super().__init__(node_name, internal_fusion=internal_fusion, **kwargs)
 
-    def load_model(self, params: Dict[str, Any]):
+    def load_model(self, params: dict[str, Any]):
         from perception_edge.pipeline import detector_from_config
 
         return detector_from_config(params)
@@ -54,7 +54,7 @@ class DetectionNode(ModelNode):
             Detection2DArray, output_topic(c, "detections"), 10))
         self.label_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
             LabelInfo, output_topic(c, "label_info"), latched_qos()))
-        self.debug_pubs: Dict[str, Any] = {}
+        self.debug_pubs: dict[str, Any] = {}
         if self.params["debug_image"]:
             self.debug_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
                 Image, output_topic(c, "debug_image"), 1))
@@ -70,7 +70,7 @@ class DetectionNode(ModelNode):
         for pub in self.label_pubs.values():
             pub.publish(msg)
 
-    def publish_results(self, batch: Batch, results: List[Any]) -> None:
+    def publish_results(self, batch: Batch, results: list[Any]) -> None:
         for frame, dets in zip(batch.frames, results):
             header = header_of(frame)
             pub = self.det_pubs.get(frame.camera)
@@ -91,7 +91,7 @@ class DetectionNode(ModelNode):
             self.publish_label_info()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     return run_main("detection_node", lambda nodes: nodes.append(DetectionNode(internal_fusion=True)), argv,
                     multi_threaded=False)  # all heavy work is on worker threads
 

@@ -6,7 +6,7 @@ import collections
 import statistics
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 TOPIC = "/diagnostics"
@@ -18,7 +18,7 @@ class RateMeter:
     def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self.window = window
         self._clock = clock
-        self._times: Deque[float] = collections.deque()
+        self._times: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
         self._start = clock()
         self.count = 0
@@ -47,7 +47,7 @@ class StageTimes:
     """Recent samples (ms) per stage; medians for the report (thread-safe)."""
 
     def __init__(self, keep: int = 100):
-        self._samples: Dict[str, Deque[float]] = {}
+        self._samples: dict[str, collections.deque[float]] = {}
         self._keep = keep
         self._lock = threading.Lock()
 
@@ -59,7 +59,7 @@ class StageTimes:
         for k, v in values.items():
             self.add(k, v)
 
-    def medians(self) -> Dict[str, float]:
+    def medians(self) -> dict[str, float]:
         with self._lock:
             return {k: statistics.median(v) for k, v in self._samples.items() if v}
 
@@ -72,7 +72,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def make_status(name: str, level: int, message: str, values: Optional[Mapping[str, Any]] = None,
+def make_status(name: str, level: int, message: str, values: Mapping[str, Any] | None = None,
                 hardware_id: str = ""):
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
@@ -90,7 +90,7 @@ def level_of(status) -> int:
     return lv[0] if isinstance(lv, (bytes, bytearray)) else int(lv)
 
 
-def values_of(status) -> Dict[str, str]:
+def values_of(status) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
@@ -104,15 +104,15 @@ class DiagnosticsPublisher:
 
         self._node = node
         self._msg_type = DiagnosticArray
-        self._providers: List[Callable[[], Iterable[Any]]] = []
+        self._providers: list[Callable[[], Iterable[Any]]] = []
         self.publisher = node.create_publisher(DiagnosticArray, TOPIC, 10)
         self.timer = node.create_timer(period, self.publish, callback_group=callback_group)
 
     def add(self, provider: Callable[[], Iterable[Any]]) -> None:
         self._providers.append(provider)
 
-    def collect(self) -> List[Any]:
-        statuses: List[Any] = []
+    def collect(self) -> list[Any]:
+        statuses: list[Any] = []
         for provider in self._providers:
             try:
                 statuses.extend(provider())

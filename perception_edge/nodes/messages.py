@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def ns_to_stamp(ns: int):
     return Time(sec=int(ns // NS_PER_S), nanosec=int(ns % NS_PER_S))
 
 
-def image_to_frame(msg, camera: str, arrival: Optional[float] = None) -> Frame:
+def image_to_frame(msg, camera: str, arrival: float | None = None) -> Frame:
     """sensor_msgs/Image -> Frame (a view over msg.data for rgb8/bgr8). Raises InputError."""
     t0 = time.perf_counter()
     pixels, order = image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data)
@@ -35,7 +35,7 @@ def image_to_frame(msg, camera: str, arrival: Optional[float] = None) -> Frame:
                  (time.perf_counter() - t0) * 1e3, msg)
 
 
-def compressed_to_frame(msg, camera: str, arrival: Optional[float] = None) -> Frame:
+def compressed_to_frame(msg, camera: str, arrival: float | None = None) -> Frame:
     """sensor_msgs/CompressedImage -> Frame (decoded). Raises InputError."""
     t0 = time.perf_counter()
     pixels, order = compressed_to_pixels(msg.format, msg.data)

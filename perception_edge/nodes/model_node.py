@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 from perception_edge.core.errors import ConfigError, PerceptionError
 from perception_edge.core.sync import NS_PER_S, Batch, LatestSlot
@@ -55,7 +55,7 @@ class ModelNode(Node):
         self.get_logger().info(
             f"{self.kind} model {self.model_path} on {getattr(self.backend, 'name', '?')} "
             f"(input {self.model.input_hw[0]}x{self.model.input_hw[1]})")
-        self.cameras: List[str] = list(self.params["cameras"])
+        self.cameras: list[str] = list(self.params["cameras"])
 
         self.slot: LatestSlot[Batch] = LatestSlot()
         self.times = diag.StageTimes()
@@ -71,14 +71,14 @@ class ModelNode(Node):
         self.last_error_time = -1e9
         self._last_error_log = -1e9
         self._ok_after_error = True
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
         self.setup_outputs()
         period = self.params["diagnostics_period"]
         self.diagnostics = diag.DiagnosticsPublisher(self, period)
         self.diagnostics.add(self.model_statuses)
-        self.fusion: Optional[CameraFusion] = None
+        self.fusion: CameraFusion | None = None
         if internal_fusion:  # standalone: this node subscribes to the cameras itself
             self.fusion = CameraFusion(self, self.params)
             self.fusion.add_consumer(self.submit)
@@ -86,13 +86,13 @@ class ModelNode(Node):
         add_dynamic_updates(self, self.on_parameter, self.dynamic_parameters)
 
     # -- subclass hooks ---------------------------------------------------------------------------
-    def load_model(self, params: Dict[str, Any]):
+    def load_model(self, params: dict[str, Any]):
         raise NotImplementedError
 
     def setup_outputs(self) -> None:
         raise NotImplementedError
 
-    def publish_results(self, batch: Batch, results: List[Any]) -> None:
+    def publish_results(self, batch: Batch, results: list[Any]) -> None:
         raise NotImplementedError
 
     def on_parameter(self, name: str, value: Any) -> None:
@@ -173,10 +173,10 @@ class ModelNode(Node):
             self.get_logger().error(f"{self.kind} failed on a batch ({self.errors} so far): {text}")
 
     # -- diagnostics ------------------------------------------------------------------------------
-    def model_statuses(self) -> List[Any]:
+    def model_statuses(self) -> list[Any]:
         med = self.times.medians()
         e2e = self.e2e.medians().get("end_to_end")
-        values: Dict[str, Any] = {
+        values: dict[str, Any] = {
             "model": self.model_path,
             "backend": getattr(self.backend, "name", "?"),
             "output_rate_hz": self.out_rate.rate(),
@@ -213,5 +213,5 @@ class ModelNode(Node):
                                  hardware_id=self.model_path)]
 
 
-def per_camera(cameras: Sequence[str], make: Callable[[str], Any]) -> Dict[str, Any]:
+def per_camera(cameras: Sequence[str], make: Callable[[str], Any]) -> dict[str, Any]:
     return {cam: make(cam) for cam in cameras}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from perception_edge import config
 from perception_edge.core.errors import ConfigError, ModelError, PerceptionError
@@ -58,13 +58,13 @@ def descriptor_for(param: config.Param):
     return d
 
 
-def descriptors() -> Dict[str, Any]:
+def descriptors() -> dict[str, Any]:
     return {p.name: descriptor_for(p) for p in config.PARAMETERS}
 
 
 # -- declaration and validation ------------------------------------------------------------------------
 
-def _overrides(node) -> Dict[str, Any]:
+def _overrides(node) -> dict[str, Any]:
     """The node's parameter overrides (--params-file, -p name:=value, parameter_overrides)."""
     found = getattr(node, "_parameter_overrides", None)  # rclpy keeps them here (Humble .. Kilted)
     return found if isinstance(found, dict) else {}
@@ -91,12 +91,12 @@ def _coerce_overrides(node) -> None:
             overrides[name] = Parameter(name, value=list(checked))
 
 
-def unknown_overrides(node) -> List[str]:
+def unknown_overrides(node) -> list[str]:
     return sorted(n for n in _overrides(node)
                   if n not in config.BY_NAME and n.split(".", 1)[0] not in ROS_BUILTIN_PARAMETERS)
 
 
-def declare_schema_parameters(node, warn_unknown: bool = True) -> Dict[str, Any]:
+def declare_schema_parameters(node, warn_unknown: bool = True) -> dict[str, Any]:
     """Declare every schema parameter on the node and return the validated values.
 
     Raises ConfigError (one line, naming the parameter) on any invalid value."""
@@ -128,7 +128,7 @@ def check_cameras(cameras: Sequence[str]) -> None:
 
     if not cameras:
         raise ConfigError("parameter cameras: needs at least one image topic")
-    seen: Dict[str, str] = {}
+    seen: dict[str, str] = {}
     for topic in cameras:
         try:
             validate_topic_name(topic)
@@ -161,7 +161,7 @@ def output_topic(camera: str, name: str) -> str:
     return f"/{name}" if camera.startswith("/") else name
 
 
-def add_dynamic_updates(node, apply: Callable[[str, Any], None], names: Optional[Sequence[str]] = None) -> None:
+def add_dynamic_updates(node, apply: Callable[[str, Any], None], names: Sequence[str] | None = None) -> None:
     """Accept run-time changes of the non-read-only schema parameters (checked by the schema) and
     hand each accepted value to `apply(name, value)`; `names` limits which ones this node uses."""
     from rcl_interfaces.msg import SetParametersResult
@@ -193,7 +193,7 @@ def add_dynamic_updates(node, apply: Callable[[str, Any], None], names: Optional
 
 # -- files ---------------------------------------------------------------------------------------------
 
-def package_share_dir() -> Optional[str]:
+def package_share_dir() -> str | None:
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:
@@ -225,7 +225,7 @@ def resolve_path(path: str, what: str = "model", error=ModelError) -> str:
     raise error(f"{what} file not found: {path} (tried {', '.join(tried)}){note}")
 
 
-def resolved(values: Mapping[str, Any], model_key: str) -> Dict[str, Any]:
+def resolved(values: Mapping[str, Any], model_key: str) -> dict[str, Any]:
     """values with the model path (and detection labels file) resolved."""
     out = dict(values)
     out[model_key] = resolve_path(values[model_key], f"{model_key.split('.')[0]} model")
@@ -258,7 +258,7 @@ def _spin(executor) -> None:
                 f"executor thread stopped: {type(e).__name__}: {_first_line(e)}")
 
 
-def run_main(prog: str, build: Callable[[List[Any]], None], argv: Optional[Sequence[str]] = None,
+def run_main(prog: str, build: Callable[[list[Any]], None], argv: Sequence[str] | None = None,
              multi_threaded: bool = True, num_threads: int = 4) -> int:
     """rclpy.init with argv (--ros-args ...), build the nodes (build appends them to the list as it
     creates them), spin them until Ctrl-C / SIGTERM: on a MultiThreadedExecutor (or a
@@ -287,11 +287,11 @@ def run_main(prog: str, build: Callable[[List[Any]], None], argv: Optional[Seque
         return EXIT_CONFIG
 
     logger = rclpy.logging.get_logger(prog)
-    nodes: List[Any] = []
+    nodes: list[Any] = []
     code = 0
     executor = None
-    executors: List[Any] = []
-    threads: List[threading.Thread] = []
+    executors: list[Any] = []
+    threads: list[threading.Thread] = []
     try:
         try:
             build(nodes)

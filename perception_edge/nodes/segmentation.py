@@ -9,7 +9,7 @@ Per camera (namespace of the image topic):
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from perception_edge.core.image_conversion import to_rgb
 from perception_edge.core.segmentation import overlay
@@ -26,7 +26,7 @@ class SegmentationNode(ModelNode):
     def __init__(self, node_name: str = "segmentation", internal_fusion: bool = False, **kwargs):
         super().__init__(node_name, internal_fusion=internal_fusion, **kwargs)
 
-    def load_model(self, params: Dict[str, Any]):
+    def load_model(self, params: dict[str, Any]):
         from perception_edge.pipeline import segmenter_from_config
 
         return segmenter_from_config(params)
@@ -45,7 +45,7 @@ class SegmentationNode(ModelNode):
         self.get_logger().info(
             f"publishing {', '.join(output_topic(c, 'lane_mask') for c in self.cameras)}")
 
-    def publish_results(self, batch: Batch, results: List[Any]) -> None:
+    def publish_results(self, batch: Batch, results: list[Any]) -> None:
         for frame, mask in zip(batch.frames, results):
             pub = self.mask_pubs.get(frame.camera)
             if pub is None:
@@ -61,7 +61,7 @@ class SegmentationNode(ModelNode):
             self.model.threshold = float(value)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     return run_main("segmentation_node", lambda nodes: nodes.append(SegmentationNode(internal_fusion=True)), argv,
                     multi_threaded=False)  # all heavy work is on worker threads
 

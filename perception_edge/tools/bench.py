@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Dict, List
 
 import cv2
 import numpy as np
@@ -17,11 +16,11 @@ import numpy as np
 from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
 
 
-def _median_ms(samples: List[float]) -> float:
+def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def bench(model: str, frames: List[np.ndarray], iterations: int, batch: int, num_threads: int) -> Dict[str, List[float]]:
+def bench(model: str, frames: list[np.ndarray], iterations: int, batch: int, num_threads: int) -> dict[str, list[float]]:
     from perception_edge.backends import create_backend
     from perception_edge.pipeline import Detector
 
@@ -35,7 +34,7 @@ def bench(model: str, frames: List[np.ndarray], iterations: int, batch: int, num
         padded[:, :w * 3] = cv2.cvtColor(f, cv2.COLOR_BGR2RGB).reshape(h, -1)
         buffers.append(padded.tobytes())
     jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
-    stats: Dict[str, List[float]] = {k: [] for k in
+    stats: dict[str, list[float]] = {k: [] for k in
                                      ("convert rgb8", "decode jpeg", "preprocess", "inference", "postprocess")}
     for i in range(iterations + 2):
         images = []
@@ -55,7 +54,7 @@ def bench(model: str, frames: List[np.ndarray], iterations: int, batch: int, num
     return stats
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="perception-edge bench", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="YOLOv5 ONNX model (default: a generated YOLOv5n at 640)")
     p.add_argument("--images", nargs="*", help="frames (default: ../shared/data/driving/*.jpg)")

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -39,14 +38,14 @@ SETTLE_S = 0.05
 from perception_edge.tools.replay import LARGE_FRAMES_PROFILE  # noqa: E402
 
 
-def _pct(values: List[float], q: float) -> float:
+def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
 class RawInference:
     """backend.run() alone on the frames as the Detector preprocesses them (the reference)."""
 
-    def __init__(self, model: str, frames_rgb: List[np.ndarray], num_threads: int):
+    def __init__(self, model: str, frames_rgb: list[np.ndarray], num_threads: int):
         from perception_edge.backends import create_backend
         from perception_edge.pipeline import Detector
 
@@ -65,7 +64,7 @@ class RawInference:
         self.backend.close()
 
 
-def vm_rss_mb(pid: int) -> Optional[float]:
+def vm_rss_mb(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -76,8 +75,8 @@ def vm_rss_mb(pid: int) -> Optional[float]:
     return None
 
 
-def ros_latency_ms(model: str, frames_rgb: List[np.ndarray], iterations: int, warmup: int, num_threads: int,
-                   timeout: float, log_path: Path) -> Dict[str, object]:
+def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, warmup: int, num_threads: int,
+                   timeout: float, log_path: Path) -> dict[str, object]:
     """Per iteration: one raw backend.run in this process, then one frame through the container."""
     import rclpy
     import yaml
@@ -107,13 +106,13 @@ def ros_latency_ms(model: str, frames_rgb: List[np.ndarray], iterations: int, wa
     executor.add_node(node)
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
     pub = node.create_publisher(Image, TOPIC, qos)
-    arrived: Dict[tuple, float] = {}
+    arrived: dict[tuple, float] = {}
     node.create_subscription(Detection2DArray, DETECTIONS,
                              lambda m: arrived.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec),
                                                            time.perf_counter()), 10)
-    diags: List[Dict[str, str]] = []
+    diags: list[dict[str, str]] = []
 
-    camera: List[Dict[str, str]] = []
+    camera: list[dict[str, str]] = []
 
     def on_diag(msg):
         for s in msg.status:
@@ -142,7 +141,7 @@ def ros_latency_ms(model: str, frames_rgb: List[np.ndarray], iterations: int, wa
             executor.spin_once(timeout_sec=0.05)  # returns as soon as something arrives
         return cond()
 
-    result: Dict[str, object] = {}
+    result: dict[str, object] = {}
     raw = RawInference(model, frames_rgb, num_threads)
     try:
         if not spin_until(lambda: pub.get_subscription_count() > 0 and node.count_publishers(DETECTIONS) > 0,
@@ -191,7 +190,7 @@ def ros_latency_ms(model: str, frames_rgb: List[np.ndarray], iterations: int, wa
     return result
 
 
-def _client(args, frames: List[np.ndarray], model: str) -> int:
+def _client(args, frames: list[np.ndarray], model: str) -> int:
     """The ROS side of one measurement (a child process, so that each run gets the middleware
     configuration of its environment: Fast DDS reads its XML profile once per process)."""
     import json
@@ -202,7 +201,7 @@ def _client(args, frames: List[np.ndarray], model: str) -> int:
     return 0
 
 
-def _run_client(argv: List[str], transport: str, log: Path) -> Dict[str, object]:
+def _run_client(argv: list[str], transport: str, log: Path) -> dict[str, object]:
     import json
 
     env = dict(os.environ)
@@ -219,7 +218,7 @@ def _run_client(argv: List[str], transport: str, log: Path) -> Dict[str, object]
     return json.loads(result.read_text())
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import cv2
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,8 +47,8 @@ class CalibrationBatches:
     preprocessor's buffer: valid until the next one is produced.
     """
 
-    def __init__(self, frames: Iterable[Sequence[Any]], input_hw: Tuple[int, int], batch_size: int,
-                 max_frames: Optional[int] = None, mode: str = "letterbox", dtype=np.float32,
+    def __init__(self, frames: Iterable[Sequence[Any]], input_hw: tuple[int, int], batch_size: int,
+                 max_frames: int | None = None, mode: str = "letterbox", dtype=np.float32,
                  last: str = "drop"):
         if batch_size < 1:
             raise ConfigError(f"calibration batch size must be >= 1, got {batch_size}")
@@ -72,7 +72,7 @@ class CalibrationBatches:
         return int(np.prod(self.shape)) * self.preprocess.dtype.itemsize
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        pending: List[Tuple[np.ndarray, str]] = []
+        pending: list[tuple[np.ndarray, str]] = []
         seen = 0
         for frame in self.frames:
             if self.max_frames is not None and seen >= self.max_frames:
@@ -93,7 +93,7 @@ class CalibrationBatches:
             else:
                 self.dropped += len(pending)
 
-    def _batch(self, images: List[Tuple[np.ndarray, str]]) -> np.ndarray:
+    def _batch(self, images: list[tuple[np.ndarray, str]]) -> np.ndarray:
         blob, _ = self.preprocess(images, batch=self.batch_size)
         self.batches += 1
         return blob
@@ -107,13 +107,13 @@ class CalibrationCache:
     expected_digest=None (a cache given without frames) takes the file as it is.
     """
 
-    def __init__(self, path: str, expected_digest: Optional[str] = None):
+    def __init__(self, path: str, expected_digest: str | None = None):
         self.path = Path(path)
         self.meta_path = self.path.with_name(self.path.name + ".json")
         self.expected_digest = expected_digest
         self.note = ""  # why an existing cache was not used
 
-    def read(self) -> Optional[bytes]:
+    def read(self) -> bytes | None:
         if not self.path.is_file():
             return None
         if self.expected_digest is not None:
@@ -145,22 +145,22 @@ class CalibrationPlan:
     calibrator: str
     cache_path: str
     mode: str  # the runtime resize mode: letterbox | stretch
-    input_hw: Tuple[int, int]
+    input_hw: tuple[int, int]
     digest: str  # what the engine's calibration depends on: part of the cache key
     stride: int = 1
 
     @property
-    def expected_cache_digest(self) -> Optional[str]:
+    def expected_cache_digest(self) -> str | None:
         return self.digest if self.source else None
 
-    def record(self) -> Dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         return {"source": str(Path(self.source).resolve()) if self.source else "", "topic": self.topic,
                 "frames": self.frames, "batch_size": self.batch_size, "stride": self.stride,
                 "cache": self.cache_path, "resize_mode": self.mode}
 
 
 def calibration_digest(source: str, topic: str, frames: int, batch_size: int, mode: str,
-                       input_hw: Tuple[int, int], stride: int = 1) -> str:
+                       input_hw: tuple[int, int], stride: int = 1) -> str:
     payload = {"source": digest_path(source), "topic": topic or "", "frames": frames, "batch": batch_size,
                "mode": mode, "input_hw": list(input_hw), "stride": stride}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -173,7 +173,7 @@ def _shape(dims: Sequence[int]) -> str:
 
 
 def build_command(onnx_path: str, settings: BuildSettings, cache_dir: str = "", output: str = "",
-                  input_size: Optional[int] = None, calibration: Optional[CalibrationPlan] = None) -> str:
+                  input_size: int | None = None, calibration: CalibrationPlan | None = None) -> str:
     """The build-engine command line for these settings (what error messages tell users to run)."""
     b = settings.batch
     args = ["perception-edge", "build-engine", str(onnx_path), "--precision", settings.precision]
@@ -273,17 +273,17 @@ class BuildRequest:
     onnx_path: str
     onnx: OnnxIO
     settings: BuildSettings
-    calibration: Optional[CalibrationPlan]
+    calibration: CalibrationPlan | None
     output: str
     cache_dir: str
     timing_cache: str
-    input_size: Optional[int]
+    input_size: int | None
     print_trtexec: bool
     verbose: bool
-    notes: Tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
-def _config_values(path: Optional[str]) -> Dict[str, Any]:
+def _config_values(path: str | None) -> dict[str, Any]:
     from perception_edge import config
 
     return config.load_file(path) if path else config.defaults()
@@ -330,7 +330,7 @@ def resolve(args: argparse.Namespace) -> BuildRequest:
         input_size = values["detection.input_size"]
     mode = args.resize_mode or (values["segmentation.resize_mode"]
                                 if _same_file(str(model), values["segmentation.model"]) else "letterbox")
-    notes: List[str] = []
+    notes: list[str] = []
 
     calibration = None
     if precision == "int8":
@@ -386,7 +386,7 @@ def resolve(args: argparse.Namespace) -> BuildRequest:
 
 # -- building (TensorRT) ---------------------------------------------------------------------------
 
-def make_calibrator(trt, kind: str, batches: Optional[CalibrationBatches], cache: CalibrationCache, cuda,
+def make_calibrator(trt, kind: str, batches: CalibrationBatches | None, cache: CalibrationCache, cuda,
                     batch_size: int, log: Callable[[str], None] = print):
     """An IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator that feeds `batches` and keeps `cache`."""
     base = trt.IInt8EntropyCalibrator2 if kind == "entropy" else trt.IInt8MinMaxCalibrator
@@ -396,7 +396,7 @@ def make_calibrator(trt, kind: str, batches: Optional[CalibrationBatches], cache
             base.__init__(self)
             self._batches = iter(batches) if batches is not None else iter(())
             self._alloc, self._ptr = None, 0
-            self.error: Optional[BaseException] = None  # exceptions cannot cross TensorRT: kept here
+            self.error: BaseException | None = None  # exceptions cannot cross TensorRT: kept here
             self.count, self._last_log = 0, 0.0
 
         def get_batch_size(self):
@@ -464,11 +464,11 @@ class _Ticker:
         self._stop.set()
 
 
-def _progress_monitor(trt, log: Callable[[str], None], cancel: Optional[threading.Event]):
+def _progress_monitor(trt, log: Callable[[str], None], cancel: threading.Event | None):
     class Monitor(trt.IProgressMonitor):
         def __init__(self):
             trt.IProgressMonitor.__init__(self)
-            self.steps: Dict[str, int] = {}
+            self.steps: dict[str, int] = {}
             self.last = 0.0
 
         def phase_start(self, phase_name, parent_phase, num_steps):
@@ -504,8 +504,8 @@ def _parse_onnx(trt, network, logger, onnx_bytes: bytes, onnx_path: str) -> None
 
 
 def build_serialized(trt, onnx_bytes: bytes, onnx_path: str, settings: BuildSettings, cuda,
-                     calibration: Optional[CalibrationPlan] = None, timing_cache: str = "",
-                     log: Callable[[str], None] = print, cancel: Optional[threading.Event] = None,
+                     calibration: CalibrationPlan | None = None, timing_cache: str = "",
+                     log: Callable[[str], None] = print, cancel: threading.Event | None = None,
                      verbose: bool = False) -> bytes:
     """Parse, configure and build; the serialized engine. Call inside cuda.activate()."""
     from perception_edge.backends.tensorrt_backend import trt_logger
@@ -607,10 +607,10 @@ def build_serialized(trt, onnx_bytes: bytes, onnx_path: str, settings: BuildSett
 
 
 def build_engine_file(onnx_path: str, settings: BuildSettings, engine_path: str, *, identity, cuda,
-                      onnx_bytes: Optional[bytes] = None, key: Optional[str] = None,
-                      calibration: Optional[CalibrationPlan] = None, timing_cache: str = "",
-                      log: Callable[[str], None] = print, cancel: Optional[threading.Event] = None,
-                      verbose: bool = False) -> Dict[str, Any]:
+                      onnx_bytes: bytes | None = None, key: str | None = None,
+                      calibration: CalibrationPlan | None = None, timing_cache: str = "",
+                      log: Callable[[str], None] = print, cancel: threading.Event | None = None,
+                      verbose: bool = False) -> dict[str, Any]:
     """Build, write the engine (atomically) and its sidecar; the sidecar's contents."""
     from perception_edge.backends.tensorrt_backend import import_tensorrt
 
@@ -652,14 +652,14 @@ def _engine_path(req: BuildRequest, identity) -> str:
     return str(engine_path_for(req.onnx_path, req.settings, key, req.cache_dir))
 
 
-def _with_cache_path(req: BuildRequest, engine_path: str) -> Optional[CalibrationPlan]:
+def _with_cache_path(req: BuildRequest, engine_path: str) -> CalibrationPlan | None:
     cal = req.calibration
     if cal is not None and not cal.cache_path:
         cal = replace(cal, cache_path=str(Path(engine_path).with_suffix(".calib")))
     return cal
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     req = resolve(args)
     for note in req.notes:

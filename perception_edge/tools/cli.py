@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import List, Optional
 
 from perception_edge import __version__
 from perception_edge.core.errors import PerceptionError
@@ -40,7 +39,7 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     traceback = os.environ.get("PERCEPTION_EDGE_DEBUG", "") not in ("", "0")
     if args and args[0] == "--traceback":

@@ -12,8 +12,6 @@ generated in their place if they are missing.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import List, Optional
 
 import cv2
 
@@ -24,7 +22,7 @@ DET_MODEL = REPO / "models" / "det_yolov5_synth.onnx"
 SEG_MODEL = REPO / "models" / "lane_unet.onnx"
 
 
-def _ros_available() -> Optional[str]:
+def _ros_available() -> str | None:
     try:
         import rclpy  # noqa: F401
         import vision_msgs.msg  # noqa: F401
@@ -33,7 +31,7 @@ def _ros_available() -> Optional[str]:
     return None
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     out = REPO / "demo_output"
     det = DET_MODEL if DET_MODEL.is_file() else yolov5_onnx("n", 640)
     seg = SEG_MODEL if SEG_MODEL.is_file() else None

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 
@@ -63,8 +63,8 @@ def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[i:i + size]
 
 
-def _run(model: Model, images: Sequence[np.ndarray], batch: int) -> List:
-    out: List = []
+def _run(model: Model, images: Sequence[np.ndarray], batch: int) -> list:
+    out: list = []
     for chunk in _batches(list(images), batch):
         out.extend(model([(im, "rgb") for im in chunk]))
     return out
@@ -74,7 +74,7 @@ def _run(model: Model, images: Sequence[np.ndarray], batch: int) -> List:
 class Score:
     metric: str  # "mAP@0.5" | "IoU <class>" (with "vs reference" when scored against a model)
     value: float
-    per_class: Dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, float] = field(default_factory=dict)
     table: str = ""
 
 
@@ -102,7 +102,7 @@ def score_segmenter(seg: Segmenter, images: Sequence[np.ndarray], truth: Sequenc
     return Score(f"{label} {first}", per[first], per)
 
 
-def ground_truth(model: Model, samples: Sequence[Sample]) -> List:
+def ground_truth(model: Model, samples: Sequence[Sample]) -> list:
     if isinstance(model, Segmenter):
         if any(s.mask is None for s in samples):
             raise ConfigError("segmentation needs masks: the data set has images without masks/")
@@ -110,7 +110,7 @@ def ground_truth(model: Model, samples: Sequence[Sample]) -> List:
     return [Detections(s.boxes, np.ones(len(s.boxes), np.float32), s.class_ids) for s in samples]
 
 
-def reference_truth(reference: Model, images: Sequence[np.ndarray], conf: float) -> List:
+def reference_truth(reference: Model, images: Sequence[np.ndarray], conf: float) -> list:
     outs = _run(reference, images, 1 if isinstance(reference, Detector) else 4)
     if isinstance(reference, Segmenter):
         return outs
@@ -141,7 +141,7 @@ def inference_ms(model: Model, image: np.ndarray, runs: int = 20) -> float:
     return float(np.median(times))
 
 
-def load_images(args) -> Tuple[List[np.ndarray], Optional[List[Sample]]]:
+def load_images(args) -> tuple[list[np.ndarray], list[Sample] | None]:
     if args.frames:
         from perception_edge.tools.frame_sources import iter_frames
 
@@ -180,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")

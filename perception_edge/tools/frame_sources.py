@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, Tuple
 
 import cv2
 import numpy as np
@@ -44,7 +44,7 @@ def source_kind(source: str) -> str:
                       "(.bag file, ROS 2 bag directory)")
 
 
-def iter_frames(source: str, topic: Optional[str] = None, limit: Optional[int] = None,
+def iter_frames(source: str, topic: str | None = None, limit: int | None = None,
                 stride: int = 1) -> Iterator[Frame]:
     """Yield (pixels, order, stamp_seconds, name) from source, every `stride`-th frame, at most `limit`.
 
@@ -73,7 +73,7 @@ def iter_frames(source: str, topic: Optional[str] = None, limit: Optional[int] =
             return
 
 
-def image_files(folder: str) -> List[Path]:
+def image_files(folder: str) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -169,18 +169,18 @@ def _open_reader(source: str):
         reader.close()
 
 
-def list_image_topics(source: str) -> Dict[str, str]:
+def list_image_topics(source: str) -> dict[str, str]:
     """Image topics of a bag: {topic: message type}."""
     with _open_reader(source) as reader:
         return {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
 
 
-def image_topic(source: str, topic: Optional[str] = None) -> str:
+def image_topic(source: str, topic: str | None = None) -> str:
     """The bag's image topic to read: `topic` if the bag has it, else its only image topic."""
     return _pick_topic(source, topic, list_image_topics(source))
 
 
-def _pick_topic(source: str, topic: Optional[str], topics: Dict[str, str]) -> str:
+def _pick_topic(source: str, topic: str | None, topics: dict[str, str]) -> str:
     listing = ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
     if topic:
         if topic in topics:
@@ -193,7 +193,7 @@ def _pick_topic(source: str, topic: Optional[str], topics: Dict[str, str]) -> st
     raise ConfigError(f"rosbag {source} has several image topics, choose one with a topic: {listing}")
 
 
-def _message_pixels(msg, msgtype: str) -> Tuple[np.ndarray, str]:
+def _message_pixels(msg, msgtype: str) -> tuple[np.ndarray, str]:
     from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
 
     if msgtype.endswith("CompressedImage"):
@@ -201,7 +201,7 @@ def _message_pixels(msg, msgtype: str) -> Tuple[np.ndarray, str]:
     return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data)
 
 
-def _bag_frames(source: str, topic: Optional[str], stride: int) -> Iterator[Frame]:
+def _bag_frames(source: str, topic: str | None, stride: int) -> Iterator[Frame]:
     with _open_reader(source) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
         chosen = _pick_topic(source, topic, topics)

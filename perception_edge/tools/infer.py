@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import List
 
 import cv2
 
@@ -25,7 +24,7 @@ ALIASES = {"detection.labels": "--labels", "detection.conf_threshold": "--conf-t
            "detection.input_size": "--input-size"}
 
 
-def _parser(prog: str, names: List[str], help_: str) -> argparse.ArgumentParser:
+def _parser(prog: str, names: list[str], help_: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"perception-edge {prog}", description=help_)
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     p.add_argument("--model", required=True, help="model file (.onnx, or .engine/.plan for TensorRT)")
@@ -42,7 +41,7 @@ def _read(path: str):
     return bgr
 
 
-def _each_image(prog: str, names: List[str], help_: str, model_key: str, argv: List[str], make_model, handle) -> int:
+def _each_image(prog: str, names: list[str], help_: str, model_key: str, argv: list[str], make_model, handle) -> int:
     """Parse the shared flags, build the model from the schema's values, run `handle` per image."""
     args = _parser(prog, names, help_).parse_args(argv)
     params = config.from_cli(args, names, args.config)
@@ -56,7 +55,7 @@ def _each_image(prog: str, names: List[str], help_: str, model_key: str, argv: L
     return 0
 
 
-def main_detect(argv: List[str]) -> int:
+def main_detect(argv: list[str]) -> int:
     from perception_edge.pipeline import detector_from_config
 
     def write(path: str, bgr, dets, stem: Path) -> None:
@@ -73,7 +72,7 @@ def main_detect(argv: List[str]) -> int:
                        detector_from_config, write)
 
 
-def main_segment(argv: List[str]) -> int:
+def main_segment(argv: list[str]) -> int:
     from perception_edge.core.segmentation import overlay
     from perception_edge.pipeline import segmenter_from_config
 

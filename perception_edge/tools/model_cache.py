@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import List
 
 import cv2
 import numpy as np
@@ -14,7 +13,7 @@ CACHE = REPO / "build" / "models"
 DRIVING = REPO.parent / "shared" / "data" / "driving"
 
 
-def calibration_images(limit: int = 8) -> List[np.ndarray]:
+def calibration_images(limit: int = 8) -> list[np.ndarray]:
     """RGB frames to recalibrate batch-norm statistics on: the real frames when present, else synthetic."""
     paths = sorted(glob.glob(str(DRIVING / "*.jpg")))[:limit]
     if paths:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class _Reader:
         self.input_name = input_name
         self._it = iter(batches)
 
-    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
+    def get_next(self) -> dict[str, np.ndarray] | None:
         blob = next(self._it, None)
         return None if blob is None else {self.input_name: blob.copy()}  # the batch buffer is reused
 
@@ -64,10 +64,10 @@ def _float_weights(model):
     return len(casts)
 
 
-def float_tail(model) -> List[str]:
+def float_tail(model) -> list[str]:
     """Names of the nodes after the last weighted layers: no Conv/MatMul/Gemm is downstream of them."""
     g = model.graph
-    consumers: Dict[str, List[int]] = {}
+    consumers: dict[str, list[int]] = {}
     for k, n in enumerate(g.node):
         for t in n.input:
             consumers.setdefault(t, []).append(k)
@@ -80,7 +80,7 @@ def float_tail(model) -> List[str]:
 
 
 def quantize_model(onnx_path: str, output: str, batches: Iterable[np.ndarray], method: str = "minmax",
-                   per_channel: bool = True, activations: str = "int8", log=print) -> Dict[str, object]:
+                   per_channel: bool = True, activations: str = "int8", log=print) -> dict[str, object]:
     """Quantize onnx_path into output, calibrating on `batches` (NCHW float tensors as the model
     takes them). Returns what was done (also stored in the output's metadata as "quantization")."""
     if activations not in ACTIVATION_TYPES:
@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from perception_edge.backends import create_backend
     from perception_edge.tools.build_engine import CalibrationBatches
     from perception_edge.tools.frame_sources import iter_frames

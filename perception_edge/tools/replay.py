@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -36,21 +36,21 @@ LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds
 Step = List[Tuple[str, np.ndarray, Optional[object]]]  # per camera: (name, RGB frame, ground truth or None)
 
 
-def synthetic_steps(count: int, size: Tuple[int, int], seed: int) -> List[Step]:
+def synthetic_steps(count: int, size: tuple[int, int], seed: int) -> list[Step]:
     from perception_edge.data.synthetic import sequence
 
     return [[(f.camera, f.image, f) for f in frames]
             for frames in sequence(seed, count, 10.0, size, SYNTHETIC_CAMERAS)]
 
 
-def source_steps(source: str, topic: Optional[str], count: int) -> List[Step]:
+def source_steps(source: str, topic: str | None, count: int) -> list[Step]:
     from perception_edge.tools.frame_sources import iter_frames
 
     return [[("cam", np.ascontiguousarray(to_rgb(pixels, order)), None)]
             for pixels, order, _, _ in iter_frames(source, topic=topic, limit=count)]
 
 
-def detections_from_msg(msg, class_names: List[str]) -> Detections:
+def detections_from_msg(msg, class_names: list[str]) -> Detections:
     n = len(msg.detections)
     boxes = np.zeros((n, 4), np.float32)
     scores = np.zeros(n, np.float32)
@@ -68,7 +68,7 @@ def detections_from_msg(msg, class_names: List[str]) -> Detections:
 class Collector:
     """This process's ROS side: camera publishers and result subscribers, results keyed by stamp."""
 
-    def __init__(self, cameras: List[str]):
+    def __init__(self, cameras: list[str]):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -87,10 +87,10 @@ class Collector:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL)
         self.publishers = {c: self.node.create_publisher(Image, c, qos) for c in cameras}
-        self.detections: Dict[Tuple[str, int], Tuple[object, float]] = {}
-        self.masks: Dict[Tuple[str, int], Tuple[np.ndarray, float]] = {}
-        self.class_names: List[str] = []
-        self.diagnostics: Dict[str, Dict[str, str]] = {}
+        self.detections: dict[tuple[str, int], tuple[object, float]] = {}
+        self.masks: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
+        self.class_names: list[str] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}
         for c in cameras:
             self.node.create_subscription(Detection2DArray, output_topic(c, "detections"),
                                           lambda m, c=c: self._store(self.detections, c, m, m), results)
@@ -112,7 +112,7 @@ class Collector:
         for s in msg.status:
             self.diagnostics[s.name] = {kv.key: kv.value for kv in s.values}
 
-    def publish(self, step: Step, topics: List[str]) -> int:
+    def publish(self, step: Step, topics: list[str]) -> int:
         from perception_edge.nodes.messages import image_msg, ns_to_stamp
         from std_msgs.msg import Header
 
@@ -135,7 +135,7 @@ class Collector:
         self.context.try_shutdown()
 
 
-def write_params(path: Path, cameras: List[str], det_model: str, seg_model: str, base: Optional[str]) -> Path:
+def write_params(path: Path, cameras: list[str], det_model: str, seg_model: str, base: str | None) -> Path:
     import yaml
 
     from perception_edge import config
@@ -147,8 +147,8 @@ def write_params(path: Path, cameras: List[str], det_model: str, seg_model: str,
     return path
 
 
-def run(steps: List[Step], det_model: str, seg_model: str, out: Path, rate: float, timeout: float,
-        config_file: Optional[str] = None, log=print) -> Dict[str, object]:
+def run(steps: list[Step], det_model: str, seg_model: str, out: Path, rate: float, timeout: float,
+        config_file: str | None = None, log=print) -> dict[str, object]:
     """Replay `steps` through a perception_container; returns (and writes) the report."""
     cameras = [f"/{name}/image_raw" for name, _, _ in steps[0]]
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def run(steps: List[Step], det_model: str, seg_model: str, out: Path, rate: floa
             p.get_subscription_count() > 0 for p in collector.publishers.values()), 60)
         if container.poll() is not None or not ready:
             raise ConfigError(f"perception_container did not start: {log_path.read_text(errors='replace').strip()[-500:]}")
-        sent: List[Tuple[int, float]] = []
+        sent: list[tuple[int, float]] = []
         for i, step in enumerate(steps):
             t0 = time.monotonic()
             stamp = collector.publish(step, cameras)
@@ -198,7 +198,7 @@ def run(steps: List[Step], det_model: str, seg_model: str, out: Path, rate: floa
             container.kill()
 
 
-def _rss_mb(pid: int) -> Optional[float]:
+def _rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -208,7 +208,7 @@ def _rss_mb(pid: int) -> Optional[float]:
     return None
 
 
-def score(steps, cameras, sent, collector: Collector, want_det: bool, want_seg: bool, out: Path) -> Dict[str, object]:
+def score(steps, cameras, sent, collector: Collector, want_det: bool, want_seg: bool, out: Path) -> dict[str, object]:
     from perception_edge.core.metrics import DetectionMeter, SegmentationMeter
 
     names = collector.class_names
@@ -220,7 +220,7 @@ def score(steps, cameras, sent, collector: Collector, want_det: bool, want_seg: 
     scored_det = gt_names is not None and want_det and names[:len(gt_names)] == list(gt_names)
     det_meter = DetectionMeter(len(gt_names), 0.5, class_names=gt_names) if scored_det else None
     seg_meter = SegmentationMeter(2) if gt_names is not None and want_seg else None
-    latency: List[float] = []
+    latency: list[float] = []
     received = {c: [0, 0] for c in cameras}
     for i, (step, (stamp, t0)) in enumerate(zip(steps, sent)):
         for (name, rgb, gt), cam in zip(step, cameras):
@@ -239,7 +239,7 @@ def score(steps, cameras, sent, collector: Collector, want_det: bool, want_seg: 
             if i == len(steps) - 1:  # what RViz would show for the last step, drawn from the received messages
                 shown = draw(rgb, dets, mask[0] if mask else None)
                 cv2.imwrite(str(out / f"{name}_last.jpg"), cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))
-    report: Dict[str, object] = {
+    report: dict[str, object] = {
         "steps": len(steps), "cameras": cameras,
         "received": {c: {"detections": r[0], "lane_masks": r[1]} for c, r in received.items()},
         "end_to_end_ms": {"median": round(statistics.median(latency), 2),
@@ -257,7 +257,7 @@ def score(steps, cameras, sent, collector: Collector, want_det: bool, want_seg: 
     return report
 
 
-def print_report(report: Dict[str, object], out: Path) -> None:
+def print_report(report: dict[str, object], out: Path) -> None:
     print(f"replay: {report['steps']} steps x {len(report['cameras'])} cameras")
     for cam, r in report["received"].items():
         print(f"  {cam:<28} detections {r['detections']:>3}   lane masks {r['lane_masks']:>3}")
@@ -276,7 +276,7 @@ def print_report(report: Dict[str, object], out: Path) -> None:
     print(f"  report: {out / 'report.json'}; last frames drawn: {out}/*_last.jpg; container log: {out / 'container.log'}")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="perception-edge replay", description=__doc__.splitlines()[0])
     p.add_argument("--detection-model", default="models/det_yolov5_synth.onnx")
     p.add_argument("--segmentation-model", default="models/lane_unet.onnx", help="empty: no segmentation")

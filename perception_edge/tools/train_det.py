@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -42,11 +42,11 @@ class DetConfig:
     data: str = ""
     synthetic: int = 0
     fresh_synthetic: bool = False
-    synthetic_size: Tuple[int, int] = (640, 360)
+    synthetic_size: tuple[int, int] = (640, 360)
     val: int = 0
     epochs: int = 30
     batch: int = 16
-    img_size: Tuple[int, int] = (384, 224)  # (W, H), multiples of 32
+    img_size: tuple[int, int] = (384, 224)  # (W, H), multiples of 32
     optimizer: str = "sgd"
     lr: float = 0.01
     weight_decay: float = 5e-4
@@ -62,10 +62,10 @@ class DetConfig:
     time_limit: float = 0.0
     init: str = ""
     quiet: bool = False
-    class_names: List[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
     @property
-    def input_hw(self) -> Tuple[int, int]:
+    def input_hw(self) -> tuple[int, int]:
         return int(self.img_size[1]), int(self.img_size[0])
 
 
@@ -95,7 +95,7 @@ def bbox_ciou(box1, box2, eps: float = 1e-7):
 class YoloLoss:
     """The official YOLOv5 loss for a perception_edge YOLOv5 in training mode."""
 
-    def __init__(self, model, input_hw: Tuple[int, int], box: float = 0.05, obj: float = 1.0, cls: float = 0.5,
+    def __init__(self, model, input_hw: tuple[int, int], box: float = 0.05, obj: float = 1.0, cls: float = 0.5,
                  anchor_t: float = ANCHOR_T, balance: Sequence[float] = BALANCE):
         det = model.model[-1]
         self.det = det
@@ -259,7 +259,7 @@ def collate(batch):
     return images, torch.cat(targets, 0) if targets else torch.zeros((0, 6))
 
 
-def store_weights_fp16(path: str, out: Optional[str] = None, min_elements: int = 256) -> str:
+def store_weights_fp16(path: str, out: str | None = None, min_elements: int = 256) -> str:
     """Halve an ONNX file: float32 initializers with at least min_elements values are stored as
     float16 and cast back to float32 by a Cast node, so the graph still computes in float32 (ONNX
     Runtime and TensorRT fold the Casts of constants when they load the model; the only change is
@@ -396,7 +396,7 @@ def _param_groups(model, weight_decay: float):
             {"params": bias, "weight_decay": 0.0, "kind": "bias"}]
 
 
-def _train(cfg: DetConfig) -> Dict[str, object]:
+def _train(cfg: DetConfig) -> dict[str, object]:
     import torch
     from torch.utils.data import DataLoader
 
@@ -433,7 +433,7 @@ def _train(cfg: DetConfig) -> Dict[str, object]:
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     warmup = max(1, min(300, total // 10))
-    history: List[Dict[str, object]] = []
+    history: list[dict[str, object]] = []
     best, step = -1.0, 0
     t_start = time.time()
     cpu_start = time.process_time()
@@ -482,7 +482,7 @@ def _train(cfg: DetConfig) -> Dict[str, object]:
             bar.update(loss=float(np.mean(losses[-20:])), box=float(np.mean([p[0] for p in parts[-20:]])),
                        obj=float(np.mean([p[1] for p in parts[-20:]])), cls=float(np.mean([p[2] for p in parts[-20:]])))
         bar.close()
-        record: Dict[str, object] = {"epoch": epoch + 1, "steps": step,
+        record: dict[str, object] = {"epoch": epoch + 1, "steps": step,
                                      "loss": float(np.mean(losses)) if losses else None,
                                      "loss_parts": (np.mean(parts, 0).round(5).tolist() if parts else None),
                                      "train_s": round(time.time() - t0, 1)}
@@ -524,7 +524,7 @@ def _train(cfg: DetConfig) -> Dict[str, object]:
             "parameters": n_params}
 
 
-def train(cfg: DetConfig) -> Dict[str, object]:
+def train(cfg: DetConfig) -> dict[str, object]:
     """Train; returns a dict with the history, best score, checkpoint and ONNX paths, timings.
     cfg.threads sets torch's CPU threads for the run (restored afterwards)."""
     import torch
@@ -538,7 +538,7 @@ def train(cfg: DetConfig) -> Dict[str, object]:
         torch.set_num_threads(previous)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from perception_edge.data.dataset import parse_size
 
     ap = argparse.ArgumentParser(prog="perception-edge train-det", description=__doc__.split("\n\n")[0])

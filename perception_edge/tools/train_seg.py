@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -36,11 +36,11 @@ class SegConfig:
     data: str = ""
     synthetic: int = 0
     fresh_synthetic: bool = False
-    synthetic_size: Tuple[int, int] = (640, 360)  # (W, H) of rendered scenes
+    synthetic_size: tuple[int, int] = (640, 360)  # (W, H) of rendered scenes
     val: int = 0  # validation samples (0: 10% of the data, at least 16)
     epochs: int = 10
     batch: int = 8
-    img_size: Tuple[int, int] = (320, 192)  # (W, H)
+    img_size: tuple[int, int] = (320, 192)  # (W, H)
     resize_mode: str = "letterbox"
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -58,10 +58,10 @@ class SegConfig:
     time_limit: float = 0.0  # minutes of training (0: no limit); the LR schedule follows the elapsed fraction
     init: str = ""
     quiet: bool = False
-    class_names: List[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
     @property
-    def input_hw(self) -> Tuple[int, int]:
+    def input_hw(self) -> tuple[int, int]:
         return int(self.img_size[1]), int(self.img_size[0])
 
     @property
@@ -244,7 +244,7 @@ def _sources(cfg: SegConfig):
     return train, val, SEG_CLASSES[:max(2, cfg.classes)]
 
 
-def _train(cfg: SegConfig) -> Dict[str, object]:
+def _train(cfg: SegConfig) -> dict[str, object]:
     """Train; returns {"history": [...], "best_iou": float, "best": path, "onnx": path or ""}."""
     import torch
     from torch.utils.data import DataLoader
@@ -279,7 +279,7 @@ def _train(cfg: SegConfig) -> Dict[str, object]:
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: List[Dict[str, object]] = []
+    history: list[dict[str, object]] = []
     best_iou, step = -1.0, 0
     t_start = time.time()
     cpu_start = time.process_time()
@@ -320,7 +320,7 @@ def _train(cfg: SegConfig) -> Dict[str, object]:
             step += 1
             bar.update(loss=float(np.mean(losses[-20:])), lr=opt.param_groups[0]["lr"])
         bar.close()
-        record: Dict[str, object] = {"epoch": epoch + 1, "steps": step, "loss": float(np.mean(losses)) if losses else None,
+        record: dict[str, object] = {"epoch": epoch + 1, "steps": step, "loss": float(np.mean(losses)) if losses else None,
                                      "train_s": round(time.time() - t0, 1)}
         fg_iou = float("nan")
         if val_src is not None and len(val_src):
@@ -359,7 +359,7 @@ def _train(cfg: SegConfig) -> Dict[str, object]:
             "parameters": n_params}
 
 
-def train(cfg: SegConfig) -> Dict[str, object]:
+def train(cfg: SegConfig) -> dict[str, object]:
     """Train; returns a dict with the history, best score, checkpoint and ONNX paths, timings.
     cfg.threads sets torch's CPU threads for the run (restored afterwards)."""
     import torch
@@ -373,13 +373,13 @@ def train(cfg: SegConfig) -> Dict[str, object]:
         torch.set_num_threads(previous)
 
 
-def _size(text: str) -> Tuple[int, int]:
+def _size(text: str) -> tuple[int, int]:
     from perception_edge.data.dataset import parse_size
 
     return parse_size(text)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="perception-edge train-seg", description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="data set folder (images/ + masks/)")
