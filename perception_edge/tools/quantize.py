@@ -3,8 +3,8 @@
 Calibration frames (a folder, video, GIF or rosbag topic) go through the runtime Preprocessor, as
 for TensorRT INT8 calibration (build_engine.CalibrationBatches), so the activation ranges describe
 the tensors the model sees in service. Weights are int8 per output channel, activations int8 per
-tensor; the QDQ format keeps the graph portable (ONNX Runtime fuses it into integer kernels on CPU,
-TensorRT reads the scales from it).
+tensor (asymmetric); ONNX Runtime fuses the QDQ pairs into integer kernels on CPU. For TensorRT use
+build-engine --precision int8, which calibrates the engine itself.
 
 Everything up to the last convolutions is quantized (so that chains of int8 kernels need no
 float round trip between them); what comes after stays float. That tail is where YOLOv5's decode
