@@ -32,8 +32,7 @@ def held_out_score(path: Path, samples):
 
 @pytest.fixture(scope="module")
 def samples():
-    scenes = held_out_scenes(32)
-    return [scenes[i] for i in range(len(scenes))]
+    return list(held_out_scenes(32))
 
 
 def test_lane_model_contract():

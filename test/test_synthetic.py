@@ -1,7 +1,6 @@
 """Synthetic scenes (perception_edge.data.synthetic) and data set folders (perception_edge.data.dataset)."""
 from __future__ import annotations
 
-import time
 
 import cv2
 import numpy as np
@@ -112,18 +111,6 @@ def test_cameras_see_one_scene_at_one_stamp():
         render(sample_scene(0), "rear", SIZE)
 
 
-def test_render_speed():
-    scenes = [sample_scene(s) for s in range(12)]
-    render(scenes[0], "front", SIZE)
-    times = []
-    for s in scenes:
-        t = time.process_time()  # CPU time: other processes on a shared machine do not count
-        render(s, "front", SIZE)
-        times.append(time.process_time() - t)
-    # target: <= 20 ms a 640x360 frame (about 16 ms measured); the bound leaves room for slow CI machines
-    assert np.median(times) < 0.06
-
-
 def test_dataset_round_trip(tmp_path):
     n = ds.generate_dataset(str(tmp_path / "d"), 3, (320, 180), seed=7, cameras=["front", "front_left"])
     assert n == 6
@@ -140,6 +127,13 @@ def test_dataset_round_trip(tmp_path):
     np.testing.assert_allclose(s.boxes, ref.boxes, atol=2e-3)
     assert np.array_equal(s.class_ids, ref.class_ids)
     assert np.abs(s.image.astype(int) - ref.image).mean() < 3  # JPEG
+
+
+def test_synthetic_sample_source_iterates_its_length():
+    source = ds.SampleSource(synthetic=3, seed=5, size=(160, 96))
+    samples = list(source)  # bounded, though __getitem__ renders any index
+    assert [s.name for s in samples] == ["syn000000", "syn000001", "syn000002"]
+    assert np.array_equal(samples[1].image, source[1].image)
 
 
 def test_yolo_label_text():

@@ -417,6 +417,9 @@ class SampleSource:
     def __len__(self) -> int:
         return self.synthetic if self.folder is None else len(self.indices)
 
+    def __iter__(self) -> Iterator[Sample]:  # bounded: synthetic __getitem__ never raises IndexError
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, i: int) -> Sample:
         if self.folder is not None:
             return self.folder[self.indices[i]]

@@ -81,7 +81,7 @@ class Score:
 def score_detector(det: Detector, images: Sequence[np.ndarray], truth: Sequence[Detections],
                    label: str = "mAP@0.5") -> Score:
     meter = DetectionMeter(len(det.class_names), 0.5, class_names=det.class_names)
-    for d, t in zip(_run(det, images, 1), truth):
+    for d, t in zip(_run(det, images, 4), truth):
         meter.add(d.boxes, d.scores, d.class_ids, t.boxes, t.class_ids)
     res = meter.result()
     per = {n: float(a) for n, a in zip(det.class_names, res.ap) if not np.isnan(a)}
@@ -111,7 +111,7 @@ def ground_truth(model: Model, samples: Sequence[Sample]) -> list:
 
 
 def reference_truth(reference: Model, images: Sequence[np.ndarray], conf: float) -> list:
-    outs = _run(reference, images, 1 if isinstance(reference, Detector) else 4)
+    outs = _run(reference, images, 4)
     if isinstance(reference, Segmenter):
         return outs
     return [Detections(d.boxes[d.scores >= conf], d.scores[d.scores >= conf], d.class_ids[d.scores >= conf])
@@ -154,8 +154,7 @@ def load_images(args) -> tuple[list[np.ndarray], list[Sample] | None]:
         folder = DatasetFolder(args.data)
         samples = [folder[i] for i in range(min(len(folder), args.count))]
     else:
-        scenes = held_out_scenes(args.count, args.seed, parse_size(args.size))
-        samples = [scenes[i] for i in range(len(scenes))]
+        samples = list(held_out_scenes(args.count, args.seed, parse_size(args.size)))
     return [s.image for s in samples], samples
 
 
