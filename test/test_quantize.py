@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime.quantization")
 
 from onnx_graphs import segmentation_graph  # noqa: E402
 from perception_edge.core.errors import ConfigError  # noqa: E402
+from perception_edge.core.image_conversion import to_rgb  # noqa: E402
 from perception_edge.tools import cli  # noqa: E402
 from perception_edge.tools.build_engine import CalibrationBatches  # noqa: E402
 from perception_edge.tools.evaluate import load_model, reference_truth, score  # noqa: E402
@@ -24,7 +25,7 @@ def _ops(path):
 
 
 def _frames_rgb(frame_paths):
-    return [px[:, :, ::-1].copy() for px, _, _, _ in iter_frames(str(frame_paths[0].parent))]
+    return [to_rgb(px, order) for px, order, _, _ in iter_frames(str(frame_paths[0].parent))]
 
 
 def test_cli_quantizes_per_channel_keeps_metadata_and_agrees_with_fp32(tmp_path, frame_paths):

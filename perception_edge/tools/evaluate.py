@@ -18,13 +18,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
-from perception_edge.backends import create_backend
+from perception_edge.backends import BACKEND_NAMES, create_backend
 from perception_edge.core.detections import Detections
 from perception_edge.core.errors import ConfigError
+from perception_edge.core.image_conversion import to_rgb
 from perception_edge.core.metrics import DetectionMeter, SegmentationMeter
 from perception_edge.data.dataset import DatasetFolder, Sample, SampleSource, parse_size
 from perception_edge.pipeline import Detector, Segmenter
@@ -58,15 +59,11 @@ def _lane_truth(seg: Segmenter, mask: np.ndarray) -> np.ndarray:
     return (mask == 1).astype(np.uint8) if _seg_classes(seg) == 2 else mask
 
 
-def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def _run(model: Model, images: Sequence[np.ndarray], batch: int) -> list:
+    """Results for all images, `batch` frames per call (bounds the batch tensor's memory)."""
     out: list = []
-    for chunk in _batches(list(images), batch):
-        out.extend(model([(im, "rgb") for im in chunk]))
+    for i in range(0, len(images), batch):
+        out.extend(model([(im, "rgb") for im in images[i:i + batch]]))
     return out
 
 
@@ -145,8 +142,8 @@ def load_images(args) -> tuple[list[np.ndarray], list[Sample] | None]:
     if args.frames:
         from perception_edge.tools.frame_sources import iter_frames
 
-        images = [px[:, :, ::-1].copy() if order == "bgr" else px
-                  for px, order, _, _ in iter_frames(args.frames, args.topic or None, limit=args.count)]
+        images = [to_rgb(px, order) for px, order, _, _ in iter_frames(args.frames, args.topic or None,
+                                                                        limit=args.count)]
         if not images:
             raise ConfigError(f"no frames in {args.frames}")
         return images, None
@@ -171,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--reference", default="", help="score agreement with this model instead of ground truth")
     ap.add_argument("--reference-conf", type=float, default=0.25,
                     help="confidence at which the reference's detections count as truth (default 0.25)")
-    ap.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
+    ap.add_argument("--backend", default="auto", choices=BACKEND_NAMES)
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)")
     ap.add_argument("--runs", type=int, default=20, help="timed runs per model for the latency median")
     ap.add_argument("--json", default="", help="also write the results to this JSON file")
@@ -187,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--frames are unlabelled: give --reference MODEL to score agreement with it")
     images, samples = load_images(args)
     reference = load_model(args.reference, args.backend, args.threads) if args.reference else None
+    reference_results = reference_truth(reference, images, args.reference_conf) if reference else None
     rows = []
     for path in args.models:
         model = load_model(path, args.backend, args.threads)
         if reference is not None and type(reference) is not type(model):
             raise ConfigError(f"{path} and the reference {args.reference} are not the same kind of model")
-        truth = reference_truth(reference, images, args.reference_conf) if reference else ground_truth(model, samples)
+        truth = reference_results if reference else ground_truth(model, samples)
         s = score(model, images, truth, reference is not None)
         ms = inference_ms(model, images[0], args.runs)
         rows.append({"model": path, "size_mb": round(Path(path).stat().st_size / 2**20, 2), "metric": s.metric,

@@ -14,7 +14,6 @@ both would erase the probabilities.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from perception_edge.backends.engine_cache import sha256_file
 from perception_edge.core.errors import ConfigError, ModelError
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -125,7 +125,8 @@ def quantize_model(onnx_path: str, output: str, batches: Iterable[np.ndarray], m
                      "percentile": CalibrationMethod.Percentile}[method]
         quantize_static(prepared, output, reader, quant_format=QuantFormat.QDQ,
                         nodes_to_exclude=tail, per_channel=per_channel,
-                        activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         calibrate_method=calibrate,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     out = onnx.load(output)
@@ -134,7 +135,7 @@ def quantize_model(onnx_path: str, output: str, batches: Iterable[np.ndarray], m
         raise ModelError(f"{onnx_path}: nothing was quantized (no {'/'.join(WEIGHTED_OPS)} with constant weights)")
     record = {"format": "QDQ", "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
               "activations": f"{activations} per-tensor", "calibration": method, "float_tail": len(tail),
-              "source_sha256": hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()}
+              "source_sha256": sha256_file(onnx_path)}
     metadata["quantization"] = json.dumps(record)
     del out.metadata_props[:]
     for k, v in metadata.items():
