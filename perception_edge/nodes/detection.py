@@ -17,7 +17,8 @@ from typing import Any
 from perception_edge.core.drawing import draw
 from perception_edge.core.image_conversion import to_rgb
 from perception_edge.core.sync import Batch
-from perception_edge.nodes.messages import detections_to_msg, header_of, label_info_msg, rgb_to_msg
+from perception_edge.nodes.detections_cdr import DetectionsPublisher, matches_rclpy
+from perception_edge.nodes.messages import header_of, label_info_msg, rgb_to_msg
 from perception_edge.nodes.model_node import ModelNode, per_camera
 from perception_edge.nodes.parameters import output_topic, run_main
 
@@ -50,8 +51,9 @@ class DetectionNode(ModelNode):
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray, LabelInfo
 
-        self.det_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
-            Detection2DArray, output_topic(c, "detections"), 10))
+        serialized = matches_rclpy()  # publish CDR bytes written here, when they check out
+        self.det_pubs = per_camera(self.cameras, lambda c: DetectionsPublisher(self.create_publisher(
+            Detection2DArray, output_topic(c, "detections"), 10), serialized))
         self.label_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
             LabelInfo, output_topic(c, "label_info"), latched_qos()))
         self.debug_pubs: dict[str, Any] = {}
@@ -60,7 +62,8 @@ class DetectionNode(ModelNode):
                 Image, output_topic(c, "debug_image"), 1))
         self.publish_label_info()
         self.get_logger().info(
-            f"{len(self.model.class_names)} classes; publishing {', '.join(output_topic(c, 'detections') for c in self.cameras)}")
+            f"{len(self.model.class_names)} classes; publishing {', '.join(output_topic(c, 'detections') for c in self.cameras)}"
+            + ("" if serialized else " (as rclpy messages: the direct CDR encoding did not match this ROS install)"))
 
     def publish_label_info(self) -> None:
         from std_msgs.msg import Header
@@ -76,7 +79,7 @@ class DetectionNode(ModelNode):
             pub = self.det_pubs.get(frame.camera)
             if pub is None:
                 continue
-            pub.publish(detections_to_msg(dets, header))
+            pub.publish(dets, header)
             debug = self.debug_pubs.get(frame.camera)
             if debug is not None and debug.get_subscription_count() > 0:
                 debug.publish(rgb_to_msg(draw(to_rgb(frame.pixels, frame.order), dets), header))

@@ -276,6 +276,9 @@ def run_main(prog: str, build: Callable[[list[Any]], None], argv: Sequence[str] 
         class ExternalShutdownException(Exception):  # type: ignore[no-redef]
             pass
 
+    from perception_edge.nodes.allocator import keep_frame_buffers
+
+    keep_frame_buffers()  # before the first frame arrives: no page faults per received frame
     debug = os.environ.get("PERCEPTION_EDGE_DEBUG", "") not in ("", "0")
     args = list(sys.argv if argv is None else argv)  # rcl ignores the non-ROS ones (program name)
     try:

@@ -75,8 +75,10 @@ class Collector:
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray, LabelInfo
 
+        from perception_edge.nodes.allocator import keep_frame_buffers
         from perception_edge.nodes.parameters import output_topic
 
+        keep_frame_buffers()  # frames out, masks in: see nodes/allocator.py
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("perception_replay", context=self.context)
