@@ -62,7 +62,7 @@ class _Stream:
 def encode(detections: Detections, header: Any) -> bytes:
     """Detection2DArray for `detections` (xyxy, source pixels) under `header`, as CDR bytes: the
     same message as messages.detections_to_msg, field for field (one hypothesis per detection,
-    class_id = class name, identity pose, zero covariance, empty id). 15 detections: 0.06 ms, where
+    class_id = class name, identity pose, zero covariance, empty id). 15 detections: 0.09 ms, where
     building the message takes 0.35 ms and rclpy's publish 0.27 ms more (measured here)."""
     sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
     frame_id = header.frame_id.encode()
