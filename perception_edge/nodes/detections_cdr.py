@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from perception_edge.core.detections import Detections
+from perception_edge.nodes.messages import detection_fields, detections_to_msg
 
 CDR_LE = b"\x00\x01\x00\x00"
 _U32 = struct.Struct("<I")
@@ -62,44 +63,22 @@ class _Stream:
 def encode(detections: Detections, header: Any) -> bytes:
     """Detection2DArray for `detections` (xyxy, source pixels) under `header`, as CDR bytes: the
     same message as messages.detections_to_msg, field for field (one hypothesis per detection,
-    class_id = class name, identity pose, zero covariance, empty id). 15 detections: 0.09 ms, where
+    class_id = class name, identity pose, zero covariance, empty id). 15 detections: 0.1 ms, where
     building the message takes 0.35 ms and rclpy's publish 0.27 ms more (measured here)."""
     sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
     frame_id = header.frame_id.encode()
     out = _Stream()
     out.header(sec, nanosec, frame_id)
-    n = len(detections)
-    out.u32(n)
-    if n:
-        boxes = np.asarray(detections.boxes, np.float64)
-        centers = ((boxes[:, :2] + boxes[:, 2:]) * 0.5).tolist()
-        sizes = (boxes[:, 2:] - boxes[:, :2]).tolist()
-        scores = np.asarray(detections.scores, np.float64).tolist()
-        names = detections.names()
-        # Everything of a Detection2D before its first float64 (header, results count, class_id,
-        # padding) depends only on the class name and where the element starts modulo 8: built once.
-        prefixes: dict[tuple[int, str], bytes] = {}
-        buf = out.buf
-        for i in range(n):
-            key = ((len(buf) - 4) % 8, names[i])
-            prefix = prefixes.get(key)
-            if prefix is None:
-                part = _Stream()
-                part.buf += b"\0" * key[0]  # the same alignment as in `buf`
-                part.header(sec, nanosec, frame_id)  # Detection2D.header
-                part.u32(1)  # results: one ObjectHypothesisWithPose
-                part.string(names[i].encode())  # hypothesis.class_id
-                part.align(8)
-                prefix = prefixes[key] = bytes(part.buf[4 + key[0]:])
-            (cx, cy), (w, h) = centers[i], sizes[i]
-            buf += prefix
-            buf += _F64.pack(scores[i])
-            buf += _POSE
-            buf += _BBOX.pack(cx, cy, 0.0, w, h)
-            buf += _EMPTY_ID
-            pad = -(len(buf) - 4) % 4  # the next Detection2D (its header's int32) is 4-aligned
-            if pad and i + 1 < n:
-                buf += b"\0" * pad
+    out.u32(len(detections))
+    for name, score, (cx, cy), (w, h) in zip(*detection_fields(detections)):
+        out.header(sec, nanosec, frame_id)  # Detection2D.header
+        out.u32(1)  # results: one ObjectHypothesisWithPose
+        out.string(name.encode())  # hypothesis.class_id
+        out.align(8)
+        out.buf += _F64.pack(score)
+        out.buf += _POSE
+        out.buf += _BBOX.pack(cx, cy, 0.0, w, h)
+        out.buf += _EMPTY_ID
     return bytes(out.buf)
 
 
@@ -141,12 +120,5 @@ class DetectionsPublisher:
         self.serialized = serialized
 
     def publish(self, detections: Detections, header: Any) -> None:
-        if self.serialized:
-            self.publisher.publish(encode(detections, header))
-        else:
-            from perception_edge.nodes.messages import detections_to_msg
-
-            self.publisher.publish(detections_to_msg(detections, header))
-
-    def get_subscription_count(self) -> int:
-        return self.publisher.get_subscription_count()
+        self.publisher.publish(encode(detections, header) if self.serialized
+                               else detections_to_msg(detections, header))

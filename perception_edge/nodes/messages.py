@@ -72,6 +72,14 @@ def _templates():
     return _TEMPLATES["detection"], _TEMPLATES["hypothesis"]
 
 
+def detection_fields(detections: Detections) -> tuple[list[str], list[float], list, list]:
+    """Per detection, as Python floats: class name, score, bbox centre (x, y), bbox size (w, h)."""
+    boxes = np.asarray(detections.boxes, np.float64)
+    centers = ((boxes[:, :2] + boxes[:, 2:]) * 0.5).tolist()
+    sizes = (boxes[:, 2:] - boxes[:, :2]).tolist()
+    return detections.names(), np.asarray(detections.scores, np.float64).tolist(), centers, sizes
+
+
 def detections_to_msg(detections: Detections, header):
     """Detections (xyxy, source pixels) -> vision_msgs/Detection2DArray: one Detection2D per box
     (header = the image's), bbox center/size in source pixels, one hypothesis (class name, score)."""
@@ -82,11 +90,7 @@ def detections_to_msg(detections: Detections, header):
     if n == 0:
         return out
     det_template, hyp_template = _templates()
-    boxes = np.asarray(detections.boxes, np.float64)
-    centers = ((boxes[:, :2] + boxes[:, 2:]) * 0.5).tolist()
-    sizes = (boxes[:, 2:] - boxes[:, :2]).tolist()
-    scores = np.asarray(detections.scores, np.float64).tolist()
-    names = detections.names()
+    names, scores, centers, sizes = detection_fields(detections)
     items = []
     for i in range(n):
         d = copy.copy(det_template)

@@ -85,7 +85,6 @@ def echo_main(argv: list[str]) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
     from vision_msgs.msg import Detection2DArray
 
     from perception_edge.nodes.allocator import keep_frame_buffers
@@ -97,7 +96,7 @@ def echo_main(argv: list[str]) -> int:
     pub = node.create_publisher(Detection2DArray, DETECTIONS, 10)
 
     def answer(msg):
-        pub.publish(Detection2DArray(header=Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id)))
+        pub.publish(Detection2DArray(header=msg.header))
 
     node.create_subscription(Image, TOPIC, answer, input_qos_profile("reliable"))
     executor = SingleThreadedExecutor()
@@ -198,13 +197,17 @@ def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, wa
         # both processes answer on DETECTIONS: the next one starts once this one is gone
         spin_until(proc, lambda: pub.get_subscription_count() == 0, 5.0)
 
-    publish_calls: list[float] = []  # this process's pub.publish(Image) alone: the camera side's share
-
-    def round_trips(proc, count: int, before=None) -> list[float]:
-        out = []
+    def round_trips(proc, count: int, before=None) -> tuple[list[float], list[float], list[float]]:
+        """`count` frames (the first `warmup` not recorded): round-trip ms, this process's
+        pub.publish(Image) call alone (the camera side's share) in ms, and before(i)'s results."""
+        latencies, publish_calls, before_results = [], [], []
         for i in range(count):
             if before is not None:
-                before(i)
+                # e.g. the raw run: interleaved with the ROS round trips (the other process idle
+                # meanwhile), so that both see the same load on a shared machine
+                r = before(i)
+                if i >= warmup:
+                    before_results.append(r)
             time.sleep(SETTLE_S)
             m = msgs[i % len(msgs)]
             stamp = node.get_clock().now().to_msg()
@@ -216,29 +219,19 @@ def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, wa
             if not spin_until(proc, lambda: key in arrived, timeout):
                 raise RuntimeError(f"no answer for frame {i} within {timeout:.0f} s; see {log_path}")
             if i >= warmup:
-                out.append((arrived[key] - t0) * 1e3)
+                latencies.append((arrived[key] - t0) * 1e3)
                 publish_calls.append((t1 - t0) * 1e3)
             time.sleep(SETTLE_S)
-        return out
+        return latencies, publish_calls, before_results
 
     result: dict[str, object] = {}
     raw = RawInference(model, frames_rgb, num_threads)
-    raw_ms: list[float] = []
-
-    def raw_run(i: int) -> None:
-        # Interleaved with the ROS round trips (container idle meanwhile), so that both see the
-        # same load on a shared machine.
-        r = raw.run_ms(i)
-        if i >= warmup:
-            raw_ms.append(r)
-
     log = open(log_path, "wb")
     proc = None
     try:
         proc = start([sys.executable, "-m", "perception_edge.nodes.container", "--ros-args",
                       "--params-file", str(params_file)], log)
-        result["latencies"] = round_trips(proc, warmup + iterations, raw_run)
-        result["raw_ms"] = raw_ms
+        result["latencies"], _, result["raw_ms"] = round_trips(proc, warmup + iterations, raw.run_ms)
         spin_until(proc, lambda: len(diags) >= 2, 3.0)
         result["rss_mb"] = vm_rss_mb(proc.pid)
         result["stages"] = dict(diags[-1] if diags else {})
@@ -246,9 +239,7 @@ def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, wa
             result["stages"]["input_latency_ms"] = camera[-1].get("input_latency_ms", "nan")
         stop(proc)
         proc = start([sys.executable, "-m", "perception_edge.tools.bench_ros", "--echo"], log)
-        publish_calls.clear()
-        result["floor_ms"] = round_trips(proc, warmup + iterations)
-        result["publish_call_ms"] = publish_calls
+        result["floor_ms"], result["publish_call_ms"], _ = round_trips(proc, warmup + iterations)
     finally:
         raw.close()
         if proc is not None:
