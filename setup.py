@@ -23,7 +23,7 @@ setup(
     ],
     install_requires=["setuptools", "numpy", "PyYAML"],
     extras_require={
-        "cpu": ["opencv-python-headless>=4.5", "onnxruntime>=1.15"],
+        "cpu": ["opencv-python-headless>=4.5", "onnxruntime>=1.15", "simplejpeg>=1.6"],
         "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
         "tools": ["rosbags>=0.9", "tqdm"],
         "test": ["pytest>=7", "pycocotools>=2.0"],

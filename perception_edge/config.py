@@ -53,7 +53,8 @@ PARAMETERS: list[Param] = [
           "Image topics (sensor_msgs/Image, or CompressedImage when the name ends in /compressed)."),
     Param("backend", str, "auto", "Inference runtime: auto picks TensorRT for .engine/.plan files, "
           "ONNX Runtime for .onnx.", choices=("auto", "onnxruntime", "tensorrt")),
-    Param("num_threads", int, 0, "CPU threads for ONNX Runtime (0: runtime default).", range=(0, 256)),
+    Param("num_threads", int, 0, "CPU threads for each ONNX Runtime model (0: automatic, the cores split "
+          "between the models that run at the same time).", range=(0, 256)),
     Param("input_qos", str, "sensor_data", "Camera subscription QoS: sensor_data (best effort, depth 1) "
           "or reliable (depth 1).", choices=("sensor_data", "reliable")),
     Param("detection.model", str, "", "YOLOv5 model (.onnx, or .engine/.plan); empty disables detection."),
@@ -90,6 +91,15 @@ PARAMETERS: list[Param] = [
     Param("engine.max_batch", int, 4, "Largest batch of a dynamic-batch engine profile.", range=(1, 64)),
     Param("engine.check_sidecar", bool, True, "Refuse an .engine/.plan whose JSON sidecar is missing or does "
           "not match this TensorRT version, GPU or ONNX model (false: load it anyway, with a warning)."),
+    Param("limits.max_image_pixels", int, 1 << 24, "Largest camera image accepted (width x height), checked "
+          "from the message or the compressed header before anything is decoded (0: no limit).",
+          range=(0, 1 << 30)),
+    Param("limits.preprocess_cache", int, 8, "Frame geometries whose resize buffers are kept per model "
+          "(least recently used first out).", range=(1, 64)),
+    Param("onnxruntime.cpu_arena", bool, False, "ONNX Runtime's CPU memory arena (grows to the largest batch "
+          "seen and never shrinks; off: memory follows the batch)."),
+    Param("onnxruntime.memory_pattern", bool, False, "ONNX Runtime's memory-pattern planning (preallocates "
+          "per input shape)."),
 ]
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}

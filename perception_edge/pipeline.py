@@ -5,6 +5,7 @@ once. Results are plain data; messages are built only in perception_edge.nodes.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Mapping, Sequence, Tuple
 
@@ -134,20 +135,45 @@ class Segmenter(BatchedModel):
         return self._run(images, self._decode)
 
 
-def backend_options(params: Mapping[str, Any]) -> dict[str, Any]:
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_model(num_threads: int, concurrent_models: int = 1, cores: int | None = None) -> int:
+    """num_threads as configured, or for 0 (automatic) with several models running at the same
+    time, the cores split between them (each runtime would otherwise start a thread per core, and
+    they would fight over the cores). 0 is returned for one model: the runtime's own default."""
+    if num_threads > 0 or concurrent_models <= 1:
+        return num_threads
+    return max(1, (cores or available_cores()) // concurrent_models)
+
+
+def backend_options(params: Mapping[str, Any], concurrent_models: int = 1) -> dict[str, Any]:
     """Runtime options for create_backend from the configuration schema's values."""
-    engine = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("engine.")}
-    return {"num_threads": params.get("num_threads", 0), "engine": engine}
+    def section(prefix: str) -> dict[str, Any]:
+        return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(prefix + ".")}
+
+    return {"num_threads": threads_per_model(params.get("num_threads", 0), concurrent_models),
+            "engine": section("engine"), "onnxruntime": section("onnxruntime")}
 
 
-def detector_from_config(params: Mapping[str, Any]) -> Detector:
-    backend = create_backend(params["detection.model"], params.get("backend", "auto"), **backend_options(params))
-    return Detector(backend, params["detection.conf_threshold"], params["detection.iou_threshold"],
-                    params["detection.max_detections"], params["detection.agnostic_nms"],
-                    params["detection.labels"], params["detection.input_size"])
+def detector_from_config(params: Mapping[str, Any], concurrent_models: int = 1) -> Detector:
+    backend = create_backend(params["detection.model"], params.get("backend", "auto"),
+                             **backend_options(params, concurrent_models))
+    model = Detector(backend, params["detection.conf_threshold"], params["detection.iou_threshold"],
+                     params["detection.max_detections"], params["detection.agnostic_nms"],
+                     params["detection.labels"], params["detection.input_size"])
+    model.preprocess.cache_size = params.get("limits.preprocess_cache", model.preprocess.cache_size)
+    return model
 
 
-def segmenter_from_config(params: Mapping[str, Any]) -> Segmenter:
-    backend = create_backend(params["segmentation.model"], params.get("backend", "auto"), **backend_options(params))
-    return Segmenter(backend, params["segmentation.threshold"], params["segmentation.resize_mode"],
-                     params["detection.input_size"])
+def segmenter_from_config(params: Mapping[str, Any], concurrent_models: int = 1) -> Segmenter:
+    backend = create_backend(params["segmentation.model"], params.get("backend", "auto"),
+                             **backend_options(params, concurrent_models))
+    model = Segmenter(backend, params["segmentation.threshold"], params["segmentation.resize_mode"],
+                      params["detection.input_size"])
+    model.preprocess.cache_size = params.get("limits.preprocess_cache", model.preprocess.cache_size)
+    return model

@@ -281,7 +281,8 @@ def test_unknown_encoding_lists_the_supported_ones():
 
 
 def test_truncated_data_says_how_much_was_expected():
-    expected = "image data is 1000 bytes, expected at least height*step = 2764800 (720 x 3840)"
+    expected = ("image data is 1000 bytes, expected at least (height - 1) * step + width * bytes_per_pixel "
+                "= 2764800 (720 x 3840")
     with pytest.raises(InputError, match=re.escape(expected)):
         image_to_pixels(1280, 720, "rgb8", 3840, 0, bytes(1000))
     with pytest.raises(InputError, match="image data is 0 bytes"):
@@ -405,3 +406,57 @@ def test_publish_errors(frame):
         pixels_to_image_fields(frame, "yuv422")
     with pytest.raises(InputError, match="zero-size"):
         pixels_to_image_fields(frame[:0], "rgb8")
+
+
+# -- size limits and corrupt data (issue: bounded decoding, nothing printed by codec libraries) --------
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff"])
+def test_header_dimensions_match_the_decoded_image(ext, frames_bgr):
+    from perception_edge.core.image_header import dimensions, sniff
+
+    img = frames_bgr[0][:333, :517]
+    data = cv2.imencode(ext, img)[1].tobytes()
+    assert sniff(data) == {".jpg": "jpeg", ".tiff": "tiff"}.get(ext, ext[1:])
+    assert dimensions(data) == (517, 333)
+    pixels, order = compressed_to_pixels("", data)
+    assert pixels.shape == (333, 517, 3) and order == "bgr"
+
+
+def test_declared_size_is_checked_before_decoding(capfd):
+    # 183 kB of PNG that decodes to 8000 x 8000 x 3 = 192 MB: refused from its header
+    big = cv2.imencode(".png", np.zeros((8000, 8000), np.uint8))[1].tobytes()
+    assert len(big) < 300_000
+    with pytest.raises(InputError, match=r"8000 x 8000 = 64000000 pixels exceeds the limit of 16777216"):
+        compressed_to_pixels("png", big)
+    small = cv2.imencode(".jpg", np.zeros((100, 200, 3), np.uint8))[1].tobytes()
+    with pytest.raises(InputError, match="limits.max_image_pixels"):
+        compressed_to_pixels("jpeg", small, max_pixels=200 * 100 - 1)
+    assert compressed_to_pixels("jpeg", small, max_pixels=200 * 100)[0].shape == (100, 200, 3)
+    with pytest.raises(InputError, match="exceeds the limit"):  # raw images too, before any conversion
+        image_to_pixels(8000, 8000, "mono8", 8000, 0, b"")
+    assert capfd.readouterr().err == ""
+
+
+def corruptions(data: bytes):
+    rng = np.random.default_rng(1)
+    yield data[: len(data) // 2]  # truncated
+    for _ in range(20):
+        b = bytearray(data)
+        i = int(rng.integers(0, len(b)))
+        b[i] ^= int(rng.integers(1, 256))
+        yield bytes(b)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_corrupt_images_fail_with_a_message_and_print_nothing(ext, frames_bgr, capfd):
+    data = cv2.imencode(ext, frames_bgr[0][:64, :96])[1].tobytes()
+    refused = 0
+    for bad in corruptions(data):
+        try:
+            pixels, _ = compressed_to_pixels("", bad)
+            assert pixels.shape == (64, 96, 3)  # a flipped bit in JPEG entropy data still decodes
+        except InputError as e:
+            refused += 1
+            assert str(e)
+    assert refused >= (21 if ext == ".png" else 1)  # every corrupt PNG is caught by its CRCs
+    assert capfd.readouterr().err == ""  # libpng / libjpeg printed nothing

@@ -267,3 +267,102 @@ def test_latest_slot_never_queues_under_a_slow_consumer():
     assert consumed == sorted(consumed)  # always the newest, never an older one after a newer one
     assert slot.dropped + len(consumed) == 200
     assert slot.dropped > 0 and consumed[-1] == 199
+
+
+# -- cameras whose stamps cannot be matched (simulated clock, no ROS) ---------------------------------
+
+def simulate(rate: float, skew: float, seconds: float = 8.0, cameras=("a", "b", "c"), skewed="c",
+             slop=0.05, stale=0.5, fix_at: float | None = None, seed: int = 0):
+    """Cameras sending at `rate` Hz (stamped at capture, delivered 5-15 ms later), `skewed`'s stamps
+    off by `skew` seconds (until `fix_at`). Returns the sync and the batches in order."""
+    rng = np.random.default_rng(seed)
+    clock = FakeClock(0.0)
+    sync = FrameSync(list(cameras), slop, stale, clock=clock)
+    events = []
+    for k in range(int(seconds * rate)):
+        t = 1.0 + k / rate
+        for cam in cameras:
+            off = skew if cam == skewed and (fix_at is None or t < fix_at) else 0.0
+            events.append((t + rng.uniform(0.005, 0.015), cam, t + off))
+    events.sort()
+    polls = np.arange(0.0, 1.0 + seconds + 1.0, 0.05)
+    batches, i = [], 0
+    for p in polls:  # the fusion node's poll timer between arrivals
+        while i < len(events) and events[i][0] <= p:
+            arrival, cam, stamp = events[i]
+            clock.t = arrival
+            f = frame(cam, stamp)
+            f.received = int(round(arrival * NS_PER_S))  # receiver's clock: true time
+            b = sync.add(f)
+            if b is not None:
+                batches.append(b)
+            i += 1
+        clock.t = p
+        b = sync.poll()
+        if b is not None:
+            batches.append(b)
+    return sync, batches
+
+
+@pytest.mark.parametrize("rate", [2.0, 5.0, 10.0, 30.0])
+@pytest.mark.parametrize("skew", [-10.0, -1.0, -0.1, 0.1, 1.0, 10.0])
+def test_camera_with_offset_stamps_is_left_out_and_costs_the_others_nothing(rate, skew):
+    seconds = 8.0
+    sent = int(seconds * rate)
+    sync, batches = simulate(rate, skew, seconds)
+    st = sync.stats()
+    assert st["c"].is_skewed and st["c"].skewed == 1 and not st["c"].is_stale
+    assert st["c"].offset == pytest.approx(skew, abs=0.02)  # the offset seen, signed
+    assert not st["a"].is_skewed and not st["b"].is_skewed
+    # the others: every frame after the first stale_timeout (plus one period) is batched, together.
+    # Stamps exactly one period off do match the others' previous frames now and then, which
+    # postpones the verdict: there the warm-up is longer.
+    one_period = abs(abs(skew) * rate - 1.0) < 1e-9
+    warmup = int(np.ceil(0.5 * rate)) + 2 + (sent // 4 if one_period else 0)
+    for cam in ("a", "b"):
+        assert st[cam].batched >= sent - warmup, (cam, st[cam])
+    assert all(b.cameras == ["a", "b"] and b.skewed == ["c"] for b in batches[-(sent - warmup):])
+    assert all(abs(b.frames[0].stamp - b.frames[1].stamp) <= sync.slop_ns for b in batches)
+    # against the same drive with c in sync: a and b lose at most the warm-up
+    _, synced = simulate(rate, 0.0, seconds)
+    assert len(synced) >= sent - 1
+    assert len(batches) >= len(synced) - warmup
+
+
+@pytest.mark.parametrize("rate", [5.0, 30.0])
+def test_skewed_camera_rejoins_when_its_stamps_match_again(rate):
+    sync, batches = simulate(rate, -1.0, seconds=8.0, fix_at=5.0)
+    st = sync.stats()
+    assert not st["c"].is_skewed and st["c"].skewed == 1
+    late = [b for b in batches if b.frames[0].stamp >= 6 * NS_PER_S]
+    assert late and all(b.cameras == ["a", "b", "c"] and b.skewed == [] for b in late)
+
+
+def test_two_cameras_the_one_agreeing_with_the_receiver_clock_keeps_batching():
+    for skewed in ("a", "b"):
+        sync, batches = simulate(10.0, 10.0, cameras=("a", "b"), skewed=skewed)
+        good = "b" if skewed == "a" else "a"
+        assert sync.skewed_cameras() == [skewed]
+        assert batches[-1].cameras == [good]
+
+
+def test_single_camera_is_never_skewed():
+    sync, batches = simulate(10.0, 5.0, cameras=("c",), skewed="c")
+    assert sync.skewed_cameras() == [] and len(batches) == 80
+
+
+def test_skewed_cameras_batch_alone_when_the_others_go_silent():
+    sync, clock = make(["a", "b"], stale=0.5)
+    for k in range(10):  # b's stamps are 2 s behind a's
+        clock.advance(0.1)
+        sync.add(frame("a", 10 + k * 0.1))
+        sync.add(frame("b", 8 + k * 0.1))
+    assert sync.skewed_cameras() == ["b"]
+    for k in range(15):  # a stops
+        clock.advance(0.1)
+        b = sync.add(frame("b", 9 + k * 0.1))
+    assert b is not None and b.cameras == ["b"]
+    st = sync.stats()
+    assert st["a"].is_stale and not st["b"].is_skewed
+    for cam in ("a", "b"):  # every frame accounted for
+        assert st[cam].received == st[cam].batched + st[cam].dropped + st[cam].waiting

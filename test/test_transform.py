@@ -109,3 +109,29 @@ def test_zero_size_geometry_is_an_input_error():
         letterbox_transform((0, 10), (64, 64))
     with pytest.raises(InputError, match="zero-size"):
         stretch_transform((10, 0), (64, 64))
+
+
+def test_preprocess_memory_is_bounded_across_frame_sizes():
+    """80 different frame heights: the resize buffers stay within cache_size (LRU), the batch
+    tensor is one buffer for every batch size, and the results equal a fresh preprocessor's."""
+    import tracemalloc
+
+    pre = Preprocessor((320, 320), cache_size=4)
+    rng = np.random.default_rng(0)
+    first = [(rng.integers(0, 255, (240 + k, 400, 3), np.uint8), "bgr") for k in range(3)]
+    pre(first)  # warm: the largest batch seen
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for k in range(80):
+        img = rng.integers(0, 255, (300 + k, 500, 3), np.uint8)
+        blob, (t,) = pre([(img, "rgb")])
+        assert len(pre._buffers) <= 4
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert grown < 4 * 320 * 320 * 3 * 2 + 1_000_000, grown  # at most the LRU's buffers, not 80 sets
+    fresh, _ = Preprocessor((320, 320))([(img, "rgb")])
+    np.testing.assert_array_equal(blob, fresh)
+    # a smaller batch after a larger one is a view of the same tensor, with the right content
+    again, _ = pre(first[:2], batch=3)
+    expect, _ = Preprocessor((320, 320))(first[:2], batch=3)
+    np.testing.assert_array_equal(again, expect)  # the unused third slot is padding again

@@ -11,11 +11,12 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def create_backend(model_path: str, backend: str = "auto", num_threads: int = 0,
-                   engine: dict[str, Any] | None = None) -> Backend:
+                   engine: dict[str, Any] | None = None, onnxruntime: dict[str, Any] | None = None) -> Backend:
     """Load a model: `.onnx` runs on ONNX Runtime, `.engine`/`.plan` on TensorRT (for `auto`).
 
-    num_threads applies to ONNX Runtime; engine holds the TensorRT engine-cache settings (the
-    configuration's engine.* values without the prefix), used when TensorRT gets an .onnx model.
+    num_threads and onnxruntime (the configuration's onnxruntime.* values without the prefix: memory
+    settings) apply to ONNX Runtime; engine holds the TensorRT engine-cache settings (engine.*
+    values), used when TensorRT gets an .onnx model.
     """
     if backend not in BACKEND_NAMES:
         raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKEND_NAMES)}")
@@ -30,7 +31,7 @@ def create_backend(model_path: str, backend: str = "auto", num_threads: int = 0,
             raise ModelError(f"{model_path} is a TensorRT engine; ONNX Runtime needs the .onnx model")
         from perception_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(str(path), num_threads=num_threads)
+        return OnnxRuntimeBackend(str(path), num_threads=num_threads, **(onnxruntime or {}))
     from perception_edge.backends.tensorrt_backend import create_tensorrt_backend
 
     return create_tensorrt_backend(str(path), engine or {})

@@ -1,14 +1,24 @@
 """Multi-camera frame synchronization and the depth-1 handoff to the inference worker (no ROS imports).
 
 FrameSync keeps only the newest unused frame of each camera (depth 1) and forms a Batch as soon as
-every live camera has a frame and their header stamps lie within `slop` of each other. When a
-frame has waited `stale_timeout` for a live camera that sent nothing, that camera is stale: it
-leaves the batches instead of stalling the others (they are no longer held for it), and rejoins
-with its next frame. The wait is timed from the waiting frame, not from the silent camera's last
-frame, so cameras publishing slower than 1 / stale_timeout (a replay in lockstep, a 1 Hz camera)
-still batch together. Nothing queues: a frame that cannot be used
-any more (replaced by a newer one, too old to match, or left behind by a stale camera) is counted
-as dropped.
+every live camera has a frame and their header stamps lie within `slop` of each other. Nothing
+queues: a frame that cannot be used any more (replaced by a newer one, too old to match, or from a
+camera that is left out) is counted as dropped.
+
+Two kinds of camera are left out of the batches, so that they never stop the others. Both are
+decided when a frame has waited `stale_timeout` (timed from the first frame since the last batch,
+not from any camera's last frame, so cameras slower than 1 / stale_timeout -- a replay in lockstep,
+a 1 Hz rig -- still batch together):
+
+* stale: a camera that sent nothing during that wait. It rejoins with its next frame.
+* skewed: a camera that did send, but whose stamps cannot be matched within the slop (an
+  unsynchronized camera clock, a driver stamping at exposure instead of receipt, a bag replayed next
+  to live cameras). Cameras are compared by their stamp-to-arrival offset (stamp minus arrival
+  time), which does not depend on when in its period each camera's last frame came: the largest
+  group whose offsets lie within the slop of each other keeps batching (ties: the group whose stamps
+  agree best with the receiver's clock, `Frame.received`, else the earlier camera in the list), the
+  others are left out with the offset seen. A skewed camera rejoins once its offset is within the
+  slop of the batching cameras' again; until then its frames are dropped on arrival.
 
 LatestSlot hands batches from the subscription side to the worker thread: put() never blocks, a
 newer batch replaces an unconsumed one (counted as dropped), get() waits on a condition variable.
@@ -31,7 +41,8 @@ class Frame:
 
     stamp is the source header stamp in integer nanoseconds (exact, so the stamp published with the
     results equals the camera's); arrival is the receiving clock's time in seconds (monotonic by
-    default), filled in by FrameSync.add when left as None.
+    default), filled in by FrameSync.add when left as None; received is the receiver's clock in the
+    stamps' time base (ROS time, or sim time) at arrival, in ns, when known.
     """
 
     pixels: np.ndarray  # H x W x 3 uint8 (possibly a read-only view over the message buffer)
@@ -42,6 +53,7 @@ class Frame:
     arrival: float | None = None
     convert_ms: float = 0.0  # time spent turning the message into pixels
     source: Any = None  # the source message, opaque here (the standalone fusion node republishes it)
+    received: int | None = None  # receiver's clock at arrival, ns, same time base as stamp
 
     @property
     def width(self) -> int:
@@ -68,6 +80,7 @@ class Batch:
     frames: list[Frame]
     stale: list[str] = field(default_factory=list)  # cameras left out because they went silent
     created: float = 0.0
+    skewed: list[str] = field(default_factory=list)  # cameras left out because their stamps never match
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -84,15 +97,31 @@ class Batch:
 @dataclass
 class CameraStats:
     received: int = 0  # frames given to add()
-    dropped: int = 0  # frames that never made it into a batch
+    dropped: int = 0  # frames that never made it into a batch (replaced, unmatched, camera left out)
     stale: int = 0  # times the camera went silent for longer than stale_timeout
     batched: int = 0  # frames that went into a batch
     is_stale: bool = False
     last_arrival: float | None = None  # None: nothing received yet
     last_stamp: int | None = None
+    is_skewed: bool = False  # left out: its stamps cannot be matched within the slop
+    skewed: int = 0  # times the camera was left out for its stamps
+    offset: float | None = None  # s, its stamps against the batching cameras' (+: ahead), when judged
+    last_offset_ns: int | None = None  # stamp minus arrival of its last frame (arrival clock's epoch)
+    interval: float = 0.0  # s between its last two frames
+
+    @property
+    def waiting(self) -> int:
+        """Frames received but neither batched nor dropped yet (0 or 1)."""
+        return self.received - self.batched - self.dropped
 
     def copy(self) -> CameraStats:
         return CameraStats(**self.__dict__)
+
+
+def _median(values: list[int]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 class FrameSync:
@@ -113,9 +142,11 @@ class FrameSync:
         self._lock = threading.Lock()
         self._pending: dict[str, Frame | None] = {c: None for c in self.cameras}
         self._stats: dict[str, CameraStats] = {c: CameraStats() for c in self.cameras}
+        self._received_offset: dict[str, int | None] = {c: None for c in self.cameras}  # stamp - received
         self._started = clock()
-        self._waiting_since: float | None = None  # arrival of the oldest frame waiting for a batch
+        self._waiting_since: float | None = None  # arrival of the first frame since the last batch
         self.batches = 0
+        self.last_batch: float | None = None  # clock time of the last batch
 
     # -- input ------------------------------------------------------------------------------------
     def add(self, frame: Frame) -> Batch | None:
@@ -128,8 +159,17 @@ class FrameSync:
                 frame.arrival = now
             st = self._stats[frame.camera]
             st.received += 1
+            if st.last_arrival is not None:
+                st.interval = now - st.last_arrival
             st.last_arrival = now
             st.is_stale = False
+            st.last_offset_ns = frame.stamp - int(round(frame.arrival * NS_PER_S))
+            if frame.received is not None:
+                self._received_offset[frame.camera] = frame.stamp - frame.received
+            if st.is_skewed and not self._rejoins(frame.camera, now):
+                st.dropped += 1  # still out of step with the batching cameras
+                st.last_stamp = frame.stamp
+                return self._try_batch(now)
             pending = self._pending[frame.camera]
             if pending is not None and frame.stamp < pending.stamp:
                 st.dropped += 1  # arrived out of order: the pending frame is newer, keep it
@@ -152,13 +192,18 @@ class FrameSync:
     def stats(self) -> dict[str, CameraStats]:
         """A snapshot of each camera's counters (stale state brought up to date)."""
         with self._lock:
-            self._update_stale(self._clock())
+            self._update(self._clock())
             return {c: s.copy() for c, s in self._stats.items()}
 
     def stale_cameras(self) -> list[str]:
         with self._lock:
-            self._update_stale(self._clock())
+            self._update(self._clock())
             return [c for c in self.cameras if self._stats[c].is_stale]
+
+    def skewed_cameras(self) -> list[str]:
+        with self._lock:
+            self._update(self._clock())
+            return [c for c in self.cameras if self._stats[c].is_skewed]
 
     def silence(self, camera: str) -> float:
         """Seconds since the camera's last frame arrived (since start-up when none has)."""
@@ -166,44 +211,112 @@ class FrameSync:
             last = self._stats[camera].last_arrival
             return self._clock() - (self._started if last is None else last)
 
-    # -- internals (lock held) --------------------------------------------------------------------
-    def _update_stale(self, now: float) -> None:
-        if self._waiting_since is None or now - self._waiting_since <= self.stale_timeout:
-            return
-        for cam in self.cameras:  # a frame waited too long: whoever it waits for is stale
-            st = self._stats[cam]
-            if not st.is_stale and self._pending[cam] is None:
-                st.is_stale = True
-                st.stale += 1
+    def waiting_for(self) -> float:
+        """Seconds the oldest frame since the last batch has waited (0 when none waits)."""
+        with self._lock:
+            return 0.0 if self._waiting_since is None else self._clock() - self._waiting_since
 
-    def _rewait(self) -> None:
-        arrivals = [f.arrival for f in self._pending.values() if f is not None]
-        self._waiting_since = min(arrivals) if arrivals else None
+    # -- internals (lock held) --------------------------------------------------------------------
+    def _live(self) -> list[str]:
+        return [c for c in self.cameras if not (self._stats[c].is_stale or self._stats[c].is_skewed)]
+
+    def _update(self, now: float) -> None:
+        """Once a frame has waited stale_timeout: leave out who it waits for (see the module doc)."""
+        ws = self._waiting_since
+        if ws is None or now - ws <= self.stale_timeout:
+            return
+        sending = []
+        for cam in self._live():
+            st = self._stats[cam]
+            if self._pending[cam] is None and (st.last_arrival is None or st.last_arrival < ws):
+                st.is_stale = True  # sent nothing while the frame waited
+                st.stale += 1
+            else:
+                sending.append(cam)
+        if len(sending) > 1:
+            self._leave_out_unmatched(sending)
+        if not self._live():  # nobody left to be out of step with: the skewed cameras batch alone
+            for st in self._stats.values():
+                st.is_skewed = False
+
+    def _leave_out_unmatched(self, cameras: list[str]) -> None:
+        offsets = {c: self._stats[c].last_offset_ns for c in cameras}
+        known = sorted((c for c in cameras if offsets[c] is not None), key=lambda c: offsets[c])  # type: ignore
+        best: list[str] = []
+        best_key: tuple = ()
+        lo = 0
+        for hi in range(len(known)):  # windows of width slop over the sorted offsets
+            while offsets[known[hi]] - offsets[known[lo]] > self.slop_ns:  # type: ignore[operator]
+                lo += 1
+            group = known[lo:hi + 1]
+            key = (len(group), -self._clock_disagreement(group), -min(self.cameras.index(c) for c in group))
+            if key > best_key:
+                best, best_key = group, key
+        if len(best) == len(cameras) or not best:
+            return  # they match: nothing to leave out (a batch forms, or the sync is only behind)
+        reference = _median([offsets[c] for c in best])  # type: ignore[misc]
+        for cam in cameras:
+            if cam not in best and offsets[cam] is not None:
+                st = self._stats[cam]
+                st.is_skewed = True
+                st.skewed += 1
+                st.offset = (offsets[cam] - reference) / NS_PER_S  # type: ignore[operator]
+                if self._pending[cam] is not None:
+                    self._pending[cam] = None
+                    st.dropped += 1
+
+    def _clock_disagreement(self, group: list[str]) -> float:
+        """How far a group's stamps are from the receiver's clock (0 when it is not known)."""
+        known = [abs(v) for v in (self._received_offset[c] for c in group) if v is not None]
+        return _median(known) if known else 0.0
+
+    def _rejoins(self, camera: str, now: float) -> bool:
+        """A skewed camera whose newest frame's offset is within the slop of the batching cameras',
+        or whose batching cameras have all fallen silent (it batches alone then)."""
+        st = self._stats[camera]
+        known = [self._stats[c].last_offset_ns for c in self._live() if not self._silent(c, now)]
+        if not known:
+            st.is_skewed = False
+            return True
+        diff = st.last_offset_ns - _median(known)  # type: ignore[operator]
+        st.offset = diff / NS_PER_S
+        if abs(diff) <= self.slop_ns:
+            st.is_skewed = False
+            return True
+        return False
+
+    def _silent(self, camera: str, now: float) -> bool:
+        """Nothing for stale_timeout and for twice the camera's own last frame interval."""
+        st = self._stats[camera]
+        if st.last_arrival is None:
+            return True
+        return now - st.last_arrival > max(self.stale_timeout, 2 * st.interval)
 
     def _try_batch(self, now: float) -> Batch | None:
-        self._update_stale(now)
-        live = [c for c in self.cameras if not self._stats[c].is_stale]
+        self._update(now)
+        live = self._live()
         if not live:
             return None
         frames = [self._pending[c] for c in live]
         if any(f is None for f in frames):
             return None  # wait for the live cameras that have nothing yet (at most stale_timeout)
-        stamps = [f.stamp for f in frames]
+        stamps = [f.stamp for f in frames]  # type: ignore[union-attr]
         if max(stamps) - min(stamps) > self.slop_ns:
             # The oldest frame cannot match anything newer the others will send: drop it and wait
-            # for that camera's next frame.
+            # for that camera's next frame (the wait goes on: see _update).
             oldest = live[stamps.index(min(stamps))]
             self._pending[oldest] = None
             self._stats[oldest].dropped += 1
-            self._rewait()
             return None
         for c in live:
             self._pending[c] = None
             self._stats[c].batched += 1
-        self._rewait()
+        self._waiting_since = None
         self.batches += 1
+        self.last_batch = now
         stale = [c for c in self.cameras if self._stats[c].is_stale]
-        return Batch(frames=frames, stale=stale, created=now)  # type: ignore[arg-type]
+        skewed = [c for c in self.cameras if self._stats[c].is_skewed]
+        return Batch(frames=frames, stale=stale, created=now, skewed=skewed)  # type: ignore[arg-type]
 
 
 T = TypeVar("T")

@@ -28,18 +28,21 @@ def build(nodes: list[Any]) -> None:
     params = fusion.params
     if not params["detection.model"] and not params["segmentation.model"]:
         raise ConfigError("nothing to run: set detection.model and/or segmentation.model")
+    models = bool(params["detection.model"]) + bool(params["segmentation.model"])  # run concurrently
+    model_nodes = []
     if params["detection.model"]:
         from perception_edge.nodes.detection import DetectionNode
 
-        detection = DetectionNode(node_name="detection", warn_unknown=False)
-        nodes.append(detection)
-        fusion.add_consumer(detection.submit)
+        model_nodes.append(DetectionNode(node_name="detection", warn_unknown=False, concurrent_models=models))
+        nodes.append(model_nodes[-1])
     if params["segmentation.model"]:
         from perception_edge.nodes.segmentation import SegmentationNode
 
-        segmentation = SegmentationNode(node_name="segmentation", warn_unknown=False)
-        nodes.append(segmentation)
-        fusion.add_consumer(segmentation.submit)
+        model_nodes.append(SegmentationNode(node_name="segmentation", warn_unknown=False, concurrent_models=models))
+        nodes.append(model_nodes[-1])
+    for node in model_nodes:
+        fusion.add_consumer(node.submit)
+        node.input_activity = fusion.fusion.activity
 
 
 def main(argv: list[str] | None = None) -> int:

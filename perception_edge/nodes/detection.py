@@ -41,7 +41,7 @@ class DetectionNode(ModelNode):
     def load_model(self, params: dict[str, Any]):
         from perception_edge.pipeline import detector_from_config
 
-        return detector_from_config(params)
+        return detector_from_config(params, self.concurrent_models)
 
     @property
     def detector(self):

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from perception_edge.core.detections import Detections
-from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels, pixels_to_image_fields
+from perception_edge.core.image_conversion import (DEFAULT_MAX_PIXELS, compressed_to_pixels, image_to_pixels,
+                                                   pixels_to_image_fields)
 from perception_edge.core.sync import NS_PER_S, Frame
 
 
@@ -27,18 +28,21 @@ def ns_to_stamp(ns: int):
     return Time(sec=int(ns // NS_PER_S), nanosec=int(ns % NS_PER_S))
 
 
-def image_to_frame(msg, camera: str, arrival: float | None = None) -> Frame:
+def image_to_frame(msg, camera: str, arrival: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Frame:
     """sensor_msgs/Image -> Frame (a view over msg.data for rgb8/bgr8). Raises InputError."""
     t0 = time.perf_counter()
-    pixels, order = image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data)
+    pixels, order = image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data,
+                                    max_pixels)
     return Frame(pixels, order, stamp_to_ns(msg.header.stamp), msg.header.frame_id, camera, arrival,
                  (time.perf_counter() - t0) * 1e3, msg)
 
 
-def compressed_to_frame(msg, camera: str, arrival: float | None = None) -> Frame:
-    """sensor_msgs/CompressedImage -> Frame (decoded). Raises InputError."""
+def compressed_to_frame(msg, camera: str, arrival: float | None = None,
+                        max_pixels: int = DEFAULT_MAX_PIXELS) -> Frame:
+    """sensor_msgs/CompressedImage -> Frame (decoded; the size its header declares is checked
+    against max_pixels first). Raises InputError."""
     t0 = time.perf_counter()
-    pixels, order = compressed_to_pixels(msg.format, msg.data)
+    pixels, order = compressed_to_pixels(msg.format, msg.data, max_pixels)
     return Frame(pixels, order, stamp_to_ns(msg.header.stamp), msg.header.frame_id, camera, arrival,
                  (time.perf_counter() - t0) * 1e3, msg)
 

@@ -42,9 +42,10 @@ class ModelNode(Node):
     dynamic_parameters: Sequence[str] = ()
 
     def __init__(self, node_name: str, internal_fusion: bool = False, warn_unknown: bool = True,
-                 **node_kwargs):
+                 concurrent_models: int = 1, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         self.params = declare_schema_parameters(self, warn_unknown=warn_unknown)
+        self.concurrent_models = concurrent_models  # models of this process running at the same time
         key = f"{self.kind}.model"
         if not self.params[key]:
             raise ConfigError(f"parameter {key} is empty: the {node_name} node needs a model")
@@ -52,9 +53,11 @@ class ModelNode(Node):
         self.model_path = model_params[key]
         self.model = self.load_model(model_params)
         self.backend = self.model.backend
+        threads = getattr(self.backend, "num_threads", None)
         self.get_logger().info(
             f"{self.kind} model {self.model_path} on {getattr(self.backend, 'name', '?')} "
-            f"(input {self.model.input_hw[0]}x{self.model.input_hw[1]})")
+            f"(input {self.model.input_hw[0]}x{self.model.input_hw[1]}"
+            + (f", {threads or 'default'} thread(s)" if threads is not None else "") + ")")
         self.cameras: list[str] = list(self.params["cameras"])
 
         self.slot: LatestSlot[Batch] = LatestSlot()
@@ -69,6 +72,11 @@ class ModelNode(Node):
         self.skipped = 0  # frames that arrived while the engine was being built
         self.last_error = ""
         self.last_error_time = -1e9
+        self.last_batch_time: float | None = None  # monotonic, last batch processed
+        self.started = time.monotonic()
+        # (seconds since the last camera message, seconds since the last batch formed), from the
+        # camera fusion feeding this node: tells "idle, no frames" from "starved"
+        self.input_activity: Callable[[], tuple[float | None, float | None]] | None = None
         self._last_error_log = -1e9
         self._ok_after_error = True
         self._thread: threading.Thread | None = None
@@ -82,6 +90,7 @@ class ModelNode(Node):
         if internal_fusion:  # standalone: this node subscribes to the cameras itself
             self.fusion = CameraFusion(self, self.params)
             self.fusion.add_consumer(self.submit)
+            self.input_activity = self.fusion.activity
             self.diagnostics.add(lambda: self.fusion.statuses(period))
         add_dynamic_updates(self, self.on_parameter, self.dynamic_parameters)
 
@@ -107,6 +116,8 @@ class ModelNode(Node):
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self.slot.close()
+        if self.fusion is not None:
+            self.fusion.close()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -156,6 +167,7 @@ class ModelNode(Node):
         self.last_batch_size = len(batch)
         self.last_calls_per_batch = calls
         self.out_rate.tick()
+        self.last_batch_time = time.monotonic()
         if not self._ok_after_error:
             self._ok_after_error = True
             self.get_logger().info(f"{self.kind} model running again")
@@ -173,6 +185,28 @@ class ModelNode(Node):
             self.get_logger().error(f"{self.kind} failed on a batch ({self.errors} so far): {text}")
 
     # -- diagnostics ------------------------------------------------------------------------------
+    def _quiet_for(self) -> float | None:
+        """Seconds without a processed batch when that is longer than a few batch intervals
+        (None while batches flow)."""
+        now = time.monotonic()
+        last = self.last_batch_time if self.last_batch_time is not None else self.started
+        rate = self.out_rate.rate()
+        limit = max(2.0, 3.0 / rate) if rate > 0 else 2.0
+        return now - last if (self.batches == 0 or now - last > limit) else None
+
+    def _quiet_status(self) -> tuple[int, str]:
+        """No batches: idle (no frames arrive), starved (frames arrive, no batch forms), or waiting."""
+        activity = self.input_activity() if self.input_activity is not None else (None, None)
+        since_msg, since_batch = activity
+        quiet = self._quiet_for() or 0.0
+        if since_msg is None or since_msg > max(2.0, quiet):
+            return diag.OK, ("idle: waiting for frames (none has arrived yet)" if since_msg is None else
+                             f"idle: no frames for {since_msg:.1f} s")
+        if since_batch is None or since_batch >= quiet:
+            return diag.WARN, (f"starved: frames arrive but no batch has reached the model for {quiet:.1f} s "
+                               "(see the sync and camera statuses)")
+        return diag.WARN, f"no batch processed for {quiet:.1f} s although batches form"
+
     def model_statuses(self) -> list[Any]:
         med = self.times.medians()
         e2e = self.e2e.medians().get("end_to_end")
@@ -202,8 +236,8 @@ class ModelNode(Node):
                                                   status == "building engine" else "")
         elif recent_error and not self._ok_after_error:
             level, message = diag.ERROR, f"{self.kind} failing: {self.last_error}"
-        elif self.batches == 0:
-            level, message = diag.OK, "waiting for frames"
+        elif self._quiet_for() is not None:
+            level, message = self._quiet_status()
         else:
             level, message = diag.OK, (f"{values['output_rate_hz']:.1f} batches/s, inference "
                                        f"{values['inference_ms']:.1f} ms per batch of {self.last_batch_size}")

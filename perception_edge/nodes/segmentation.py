@@ -29,7 +29,7 @@ class SegmentationNode(ModelNode):
     def load_model(self, params: dict[str, Any]):
         from perception_edge.pipeline import segmenter_from_config
 
-        return segmenter_from_config(params)
+        return segmenter_from_config(params, self.concurrent_models)
 
     @property
     def segmenter(self):
