@@ -7,7 +7,7 @@ STAMP := $(VENV)/.perception_edge-installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: venv demo test test-gpu bench bench-ros lint clean
+.PHONY: venv demo test test-gpu bench bench-ros bench-reliability lint clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: venv
 
 bench-ros: venv
 	$(PY) -m perception_edge.tools.cli bench-ros
+
+# overload (4 cameras x 30 Hz, 60 s), steady (3 x 10 Hz, 60 s) and soak (2 x 10 Hz, 10 min): ~15 min
+bench-reliability: venv
+	$(PY) -m perception_edge.tools.cli bench-reliability overload steady soak
 
 clean:
 	rm -rf $(VENV) build demo_output .pytest_cache

@@ -46,8 +46,11 @@ def publisher_main(argv: list[str]) -> int:
     p.add_argument("--qos", choices=("best_effort", "reliable"), default="best_effort")
     p.add_argument("--log", required=True)
     p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--offset", action="append", default=[],
+                   help="TOPIC=SECONDS: that camera's stamps run this far from the others' (a skewed clock)")
     args = p.parse_args(argv)
     cameras = args.cameras.split(",")
+    offsets = {t: int(float(s) * 1e9) for t, s in (o.rsplit("=", 1) for o in args.offset)}
     rclpy.init()
     node = rclpy.create_node("camera_publisher")
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -133,10 +136,14 @@ def publisher_main(argv: list[str]) -> int:
                 w, h, data = raw[k % len(raw)]
                 m = Image()
                 m.width, m.height, m.encoding, m.step, m.data = w, h, "rgb8", w * 3, data
-            m.header.stamp = now
+            stamp = now
+            if c in offsets:
+                ns = now.sec * 1_000_000_000 + now.nanosec + offsets[c]
+                stamp = type(now)(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+            m.header.stamp = stamp
             m.header.frame_id = frame_id_of(c)
             pubs[c].publish(m)
-            log.write(f"{c} {now.sec} {now.nanosec} {m.header.frame_id}\n")
+            log.write(f"{c} {stamp.sec} {stamp.nanosec} {m.header.frame_id}\n")
         k += 1
         next_t += period
         time.sleep(max(0.0, next_t - time.monotonic()))

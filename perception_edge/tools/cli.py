@@ -23,6 +23,8 @@ COMMANDS = {
     "evaluate": ("perception_edge.tools.evaluate", "main", "accuracy, size and CPU latency of models side by side"),
     "bench": ("perception_edge.tools.bench", "main", "per-stage latency of the pipeline on real frames"),
     "bench-ros": ("perception_edge.tools.bench_ros", "main", "end-to-end latency through the ROS container"),
+    "bench-reliability": ("perception_edge.tools.bench_reliability", "main",
+                          "overload / soak / steady runs of the container: latency tails, drops, memory"),
     "replay": ("perception_edge.tools.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
     "generate-data": ("perception_edge.data.dataset", "main_generate", "synthetic driving scenes with ground truth"),
     "import-carla": ("perception_edge.data.dataset", "main_import_carla", "CARLA captures -> lane-mask dataset"),
