@@ -321,11 +321,42 @@ def test_instance_masks_match_the_official_decoding(seg_model, seg_onnx, frames,
     inside = masks.any(0) | (ours > 0)
     assert inside.sum() > 1000, "the random model should produce some mask area"
     disagree = int((ours != expected).sum())
-    assert disagree <= 1e-3 * inside.sum(), (disagree, int(inside.sum()))  # float rounding at the 0.5 edge
+    # ONNX Runtime vs PyTorch float differences move a few pixels across the 0.5 level or a box edge
+    assert disagree <= 3e-3 * inside.sum(), (disagree, int(inside.sum()))
     for i, box in enumerate(dets.boxes):  # cropped to the box
         ys, xs = np.nonzero(ours == i + 1)
         if len(xs):
             assert xs.min() >= box[0] - 1 and xs.max() < box[2] + 1 and ys.min() >= box[1] - 1 and ys.max() < box[3] + 1
+
+
+@pytest.mark.parametrize("src,dst", [((720, 1280), (640, 640)), ((720, 1280), (384, 640)), ((480, 640), (640, 640)),
+                                     ((1080, 1920), (384, 640))])
+def test_instance_mask_decoding_equals_process_mask_native(src, dst):
+    """The same prototypes, coefficients and boxes through both decodings. (Where the letterbox
+    padding is a whole number of prototype pixels -- 16:9 and 4:3 frames at 640 -- the official
+    crop is exact; elsewhere it rounds the crop to whole prototype pixels, which this package does
+    not copy: it samples the exact letterbox geometry.)"""
+    import cv2
+
+    from perception_edge.core.instance_masks import instance_mask
+    from perception_edge.core.transform import letterbox_transform
+
+    rng = np.random.default_rng(sum(src) + sum(dst))
+    t = letterbox_transform(src, dst)
+    protos = np.stack([cv2.GaussianBlur(p, (0, 0), 3) * 5 for p in
+                       rng.normal(0, 1, (32, dst[0] // 4, dst[1] // 4)).astype(np.float32)])
+    n = 20
+    coef = rng.normal(0, 1, (n, 32)).astype(np.float32)
+    x1, y1 = rng.uniform(0, src[1] * 0.8, n), rng.uniform(0, src[0] * 0.8, n)
+    boxes = np.stack([x1, y1, np.minimum(x1 + rng.uniform(5, 400, n), src[1]),
+                      np.minimum(y1 + rng.uniform(5, 300, n), src[0])], 1).astype(np.float32)
+    ours = instance_mask(protos, coef, boxes, t)
+    expected = np.zeros(src, np.uint16)
+    for i, m in enumerate(ref.process_mask_native(protos, coef, boxes, src)):
+        expected[m & (expected == 0)] = i + 1
+    assert (expected > 0).sum() > 0.05 * expected.size
+    assert (ours != expected).sum() <= 2e-4 * (expected > 0).sum()
+    assert instance_mask(protos, coef[:0], boxes[:0], t).shape == src
 
 
 def test_cli_detect_writes_instance_masks(seg_onnx, frames, tmp_path):
