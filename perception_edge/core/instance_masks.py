@@ -63,7 +63,7 @@ def instance_mask(protos: np.ndarray, coefficients: np.ndarray, boxes: np.ndarra
         pr0, pr1 = int(yi0[0]), int(yi1[-1]) + 1
         window = protos[:, pr0:pr1, pc0:pc1].reshape(nm, -1)
         logits = (coefficients[i] @ window).reshape(pr1 - pr0, pc1 - pc0)
-        prob = 1.0 / (1.0 + np.exp(-logits))
+        prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))  # clipped: no float32 overflow
         rows = prob[yi0 - pr0] * (1 - wy)[:, None] + prob[yi1 - pr0] * wy[:, None]
         mask = rows[:, xi0 - pc0] * (1 - wx) + rows[:, xi1 - pc0] * wx
         region = out[r0:r1, c0:c1]
