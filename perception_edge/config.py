@@ -69,6 +69,8 @@ PARAMETERS: list[Param] = [
           read_only=False),
     Param("detection.input_size", int, 640, "Square input size for models whose size is dynamic.",
           range=(32, 4096)),
+    Param("detection.rect", bool, False, "Rectangular inference for models with dynamic height/width: the "
+          "smallest stride-aligned rectangle holding the frame at input_size (1280x720 at 640 -> 640x384)."),
     Param("segmentation.model", str, "", "Lane segmentation model (.onnx/.engine); empty disables it."),
     Param("segmentation.threshold", float, 0.5, "Probability threshold of a one-channel (binary) model.",
           range=(0.0, 1.0), read_only=False),

@@ -26,15 +26,19 @@ EFFICIENT_NMS_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
 class BatchedModel:
     """Splits frames into the batch sizes the model accepts and times each stage of the last call."""
 
-    def __init__(self, backend: Backend, input_size: int, resize_mode: str):
+    def __init__(self, backend: Backend, input_size: int, resize_mode: str, rect: bool = False):
         self.backend = backend
         dims = backend.input.shape[2:]
-        if all(isinstance(d, int) for d in dims):
+        fixed = all(isinstance(d, int) for d in dims)
+        if fixed:
             input_hw = (int(dims[0]), int(dims[1]))
         else:
             input_hw = (input_size, input_size)
         self.input_hw = input_hw
-        self.preprocess = Preprocessor(input_hw, backend.input.dtype, mode=resize_mode)
+        # rect: a model with dynamic H/W gets the smallest stride-aligned rectangle per batch (a fixed
+        # model's own shape, square or rectangular, is used as it is)
+        self.rect_stride = model_stride(backend) if rect and not fixed else 0
+        self.preprocess = Preprocessor(input_hw, backend.input.dtype, mode=resize_mode, rect_stride=self.rect_stride)
         self.timings: dict[str, float] = {}  # ms per stage of the last call
         self.inference_calls = 0  # total backend.run calls (tests check cameras share one)
 
@@ -60,9 +64,24 @@ class BatchedModel:
         return results
 
 
+def model_stride(backend: Backend) -> int:
+    """The model's largest stride: the 'stride' metadata of YOLOv5 exports (64 for P6), else 32."""
+    try:
+        return max(32, int(str(backend.metadata.get("stride", "32")).strip("[]").split(",")[-1]))
+    except ValueError:
+        return 32
+
+
 def _output_layout(backend: Backend) -> str:
     outs = backend.outputs
     names = [o.name for o in outs]
+    if len(outs) == 2 and len(outs[0].shape) == 3 and len(outs[1].shape) == 4:
+        nm = outs[1].shape[1]
+        if isinstance(nm, int) and isinstance(outs[0].shape[2], int) and outs[0].shape[2] >= 6 + nm:
+            return "raw_seg"  # YOLOv5 v7.0 -seg: output0 [B, N, 5+C+nm], output1 prototypes [B, nm, H/4, W/4]
+        raise ModelError(f"{getattr(backend, 'path', 'model')}: outputs {', '.join(o.describe() for o in outs)} "
+                         "look like an instance-segmentation export but do not fit YOLOv5 v7.0's "
+                         "[batch, boxes, 5+C+nm] and [batch, nm, H/4, W/4]")
     if len(outs) >= 4 and (all(n in names for n in EFFICIENT_NMS_NAMES) or
                            [len(o.shape) for o in outs[:4]] == [2, 3, 2, 2]):
         return "efficient_nms"
@@ -80,19 +99,22 @@ def _output_layout(backend: Backend) -> str:
 
 
 class Detector(BatchedModel):
-    """YOLOv5 (raw head or EfficientNMS export): images -> Detections in source pixels."""
+    """YOLOv5 (raw head, v7.0 instance-segmentation head, or EfficientNMS export): images ->
+    Detections in source pixels (with an instance_mask for -seg models)."""
 
     def __init__(self, backend: Backend, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
                  max_detections: int = 300, agnostic_nms: bool = False, labels: str = "",
-                 input_size: int = 640):
-        super().__init__(backend, input_size, "letterbox")
+                 input_size: int = 640, rect: bool = False):
+        super().__init__(backend, input_size, "letterbox", rect)
         self.layout = _output_layout(backend)
+        # mask coefficients per box of an instance-segmentation model (0: boxes only)
+        self.num_masks = int(backend.outputs[1].shape[1]) if self.layout == "raw_seg" else 0
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.agnostic_nms = agnostic_nms
-        if self.layout == "raw" and isinstance(backend.outputs[0].shape[2], int):
-            num_classes = backend.outputs[0].shape[2] - 5
+        if self.layout in ("raw", "raw_seg") and isinstance(backend.outputs[0].shape[2], int):
+            num_classes = backend.outputs[0].shape[2] - 5 - self.num_masks
         else:
             from perception_edge.core.labels import names_from_metadata
 
@@ -100,7 +122,19 @@ class Detector(BatchedModel):
             num_classes = len(meta_names) if meta_names else 80
         self.class_names = resolve_labels(num_classes, labels, backend.metadata)
 
+    @property
+    def segmentation(self) -> bool:
+        """Instance segmentation: each Detections carries an instance_mask."""
+        return self.num_masks > 0
+
     def _decode(self, outputs: list[np.ndarray], transforms: list[Transform]) -> list[Detections]:
+        if self.layout == "raw_seg":
+            by_name = dict(zip([o.name for o in self.backend.outputs], outputs))
+            pred, protos = (by_name["output0"], by_name["output1"]) if {"output0", "output1"} <= set(by_name) \
+                else (outputs[0], outputs[1])
+            rows = decode_raw(pred, self.conf_threshold, self.iou_threshold, self.max_detections,
+                              self.agnostic_nms, nm=self.num_masks)
+            return [to_source(r, t, self.class_names, protos[i]) for i, (r, t) in enumerate(zip(rows, transforms))]
         if self.layout == "raw":
             rows = decode_raw(outputs[0], self.conf_threshold, self.iou_threshold, self.max_detections,
                               self.agnostic_nms)
@@ -165,7 +199,7 @@ def detector_from_config(params: Mapping[str, Any], concurrent_models: int = 1) 
                              **backend_options(params, concurrent_models))
     model = Detector(backend, params["detection.conf_threshold"], params["detection.iou_threshold"],
                      params["detection.max_detections"], params["detection.agnostic_nms"],
-                     params["detection.labels"], params["detection.input_size"])
+                     params["detection.labels"], params["detection.input_size"], params.get("detection.rect", False))
     model.preprocess.cache_size = params.get("limits.preprocess_cache", model.preprocess.cache_size)
     return model
 

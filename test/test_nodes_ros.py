@@ -604,6 +604,80 @@ def test_standalone_nodes_and_dynamic_parameters(tmp_path, seg_onnx):
         procs.close()
 
 
+@pytest.fixture(scope="module")
+def instance_seg_onnx(tmp_path_factory, frames_bgr):
+    """A YOLOv5n-seg (official v7.0 yaml, 2 classes, random weights with batch norm recalibrated on
+    the real frames), exported with dynamic H/W; and a confidence letting a few boxes through."""
+    torch = pytest.importorskip("torch")
+    import cv2
+    import numpy as np
+    import yaml
+
+    from perception_edge.backends import create_backend
+    from perception_edge.models.export import export_onnx
+    from perception_edge.models.yolov5 import YOLOv5, recalibrate_batchnorm
+    from perception_edge.pipeline import Detector
+
+    cfg = yaml.safe_load((HERE / "data" / "yolov5_yaml" / "yolov5n-seg.yaml").read_text(encoding="utf-8"))
+    cfg["nc"] = 2
+    torch.manual_seed(7)
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames_bgr[:4]]
+    model = recalibrate_batchnorm(YOLOv5(cfg=cfg, names=["car", "person"]), rgb, (192, 320), batch_size=2)
+    path = export_onnx(model, str(tmp_path_factory.mktemp("iseg") / "yolov5n_seg.onnx"), img_size=320, dynamic=True)
+    detector = Detector(create_backend(path, "onnxruntime"), conf_threshold=0.001, input_size=320, rect=True)
+    scores = np.sort(np.concatenate([d.scores for d in detector([(f, "rgb") for f in rgb])]))[::-1]
+    return path, float(scores[min(len(scores) - 1, 12)]) - 1e-6
+
+
+def test_instance_mask_topic_matches_the_detections(tmp_path, instance_seg_onnx):
+    """detection_node with a YOLOv5 v7.0 -seg model (rectangular inference): <ns>/instance_mask is
+    mono16 at source size with the Detection2DArray's header; its values index that array's
+    detections (0 background) and every instance lies inside its detection's box."""
+    import numpy as np
+
+    model, conf = instance_seg_onnx
+    domain = domain_id(5)
+    env = ros_env(domain, tmp_path)
+    params = write_params(tmp_path / "params.yaml", **base_params(
+        model, "", [FRONT], input_qos="reliable", debug_image=False, **{
+            "detection.conf_threshold": conf, "detection.input_size": 320, "detection.rect": True}))
+    procs = Procs(tmp_path, env)
+    listener = None
+    try:
+        node = procs.start("detection", [sys.executable, "-m", "perception_edge.nodes.detection", "--ros-args",
+                                         "--params-file", str(params)])
+        listener = Listener(domain)
+        dets = listener.subscribe(Detection2DArray, "/cam_front/detections", detections_summary)
+        masks = listener.subscribe(Image, "/cam_front/instance_mask", lambda m: (
+            (m.header.stamp.sec, m.header.stamp.nanosec), m.header.frame_id, m.width, m.height, m.encoding, m.step,
+            m.is_bigendian, np.frombuffer(bytes(m.data), "<u2").reshape(m.height, m.width)))
+        publisher = procs.publisher([FRONT], qos="reliable")
+        alive = [node, publisher]
+
+        def matched():
+            by_stamp = {d["stamp"]: d for d in dets}
+            return [(m, by_stamp[m[0]]) for m in masks if m[0] in by_stamp]
+
+        assert listener.wait(lambda: sum(1 for _, d in matched() if d["dets"]) >= 3, WAIT, alive), (
+            len(dets), len(masks), procs.output(node)[-2000:])
+        sent = published_headers(tmp_path / "publisher.stamps")
+        for (stamp, frame_id, w, h, encoding, step, big, ids), d in matched():
+            assert (stamp, frame_id) in sent[FRONT] and frame_id == d["frame_id"]
+            assert (w, h, encoding, step, big) == (W, H, "mono16", 2 * W, 0)
+            assert int(ids.max()) <= len(d["dets"])
+            for i, (_, _, cx, cy, sx, sy, _) in enumerate(d["dets"]):
+                ys, xs = np.nonzero(ids == i + 1)
+                if len(xs):
+                    assert cx - sx / 2 - 1 <= xs.min() and xs.max() <= cx + sx / 2 + 1
+                    assert cy - sy / 2 - 1 <= ys.min() and ys.max() <= cy + sy / 2 + 1
+        assert any(int(ids.max()) > 0 for (*_, ids), _ in matched()), "some detection should have mask pixels"
+        assert node.poll() is None
+    finally:
+        if listener is not None:
+            listener.close()
+        procs.close()
+
+
 def test_model_failure_is_reported_and_the_node_stays_up(tmp_path):
     """A model that breaks at run time (NaN output): ERROR in the model's diagnostics status, the
     worker keeps going; a backend that says it is building its engine: WARN 'building engine'."""

@@ -1,17 +1,21 @@
 """A straightforward transcription of the official YOLOv5 letterbox, non_max_suppression and
-scale_boxes (utils/augmentations.py, utils/general.py), in numpy with a Python NMS loop: the
-reference the package's vectorized pipeline is compared against."""
+scale_boxes (utils/augmentations.py, utils/general.py), in numpy with a Python NMS loop, and of
+the instance-segmentation mask decoding (utils/segment/general.py process_mask_native, crop_mask)
+with torch: the reference the package's vectorized pipeline is compared against."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 
-def letterbox(im, new_shape=(640, 640), color=(114, 114, 114)):
+def letterbox(im, new_shape=(640, 640), color=(114, 114, 114), auto=False, stride=32):
     shape = im.shape[:2]
     r = min(new_shape[0] / shape[0], new_shape[1] / shape[1])
     new_unpad = int(round(shape[1] * r)), int(round(shape[0] * r))
-    dw, dh = (new_shape[1] - new_unpad[0]) / 2, (new_shape[0] - new_unpad[1]) / 2
+    dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
+    if auto:  # minimum rectangle (detect.py with a PyTorch model: rectangular inference)
+        dw, dh = np.mod(dw, stride), np.mod(dh, stride)
+    dw, dh = dw / 2, dh / 2
     if shape[::-1] != new_unpad:
         im = cv2.resize(im, new_unpad, interpolation=cv2.INTER_LINEAR)
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
@@ -49,19 +53,21 @@ def greedy_nms(boxes, scores, iou_thres):
     return np.array(keep, np.int64)
 
 
-def non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, agnostic=False, max_det=300):
+def non_max_suppression(prediction, conf_thres=0.25, iou_thres=0.45, agnostic=False, max_det=300, nm=0):
     max_wh, max_nms = 7680, 30000
+    mi = prediction.shape[2] - nm  # mask start index
     output = []
     for x in prediction:
         x = x[x[:, 4] > conf_thres].astype(np.float64)
         if not len(x):
-            output.append(np.zeros((0, 6)))
+            output.append(np.zeros((0, 6 + nm)))
             continue
-        x[:, 5:] *= x[:, 4:5]
+        x[:, 5:mi] *= x[:, 4:5]
         box = xywh2xyxy(x[:, :4])
-        j = x[:, 5:].argmax(1)
+        mask = x[:, mi:]
+        j = x[:, 5:mi].argmax(1)
         conf = x[np.arange(len(x)), 5 + j]
-        x = np.concatenate([box, conf[:, None], j[:, None].astype(np.float64)], 1)[conf > conf_thres]
+        x = np.concatenate([box, conf[:, None], j[:, None].astype(np.float64), mask], 1)[conf > conf_thres]
         x = x[np.argsort(-x[:, 4], kind="stable")[:max_nms]]
         c = x[:, 5:6] * (0 if agnostic else max_wh)
         i = greedy_nms(x[:, :4] + c, x[:, 4], iou_thres)[:max_det]
@@ -79,6 +85,37 @@ def scale_boxes(img1_shape, boxes, img0_shape):
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, img0_shape[1])
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, img0_shape[0])
     return boxes
+
+
+def crop_mask(masks, boxes):
+    """utils/segment/general.py crop_mask: zero outside each box (pixel index x1 <= c < x2)."""
+    import torch
+
+    n, h, w = masks.shape
+    x1, y1, x2, y2 = torch.chunk(boxes[:, :, None], 4, 1)
+    r = torch.arange(w, dtype=x1.dtype)[None, None, :]
+    c = torch.arange(h, dtype=x1.dtype)[None, :, None]
+    return masks * ((r >= x1) * (r < x2) * (c >= y1) * (c < y2))
+
+
+def process_mask_native(protos, masks_in, bboxes, shape):
+    """utils/segment/general.py process_mask_native: masks at the source shape (h, w), boxes in
+    source pixels. Returns (n, h, w) bool."""
+    import torch
+    import torch.nn.functional as F
+
+    protos, masks_in, bboxes = (torch.as_tensor(np.asarray(a), dtype=torch.float32)
+                                for a in (protos, masks_in, bboxes))
+    c, mh, mw = protos.shape
+    masks = (masks_in @ protos.float().view(c, -1)).sigmoid().view(-1, mh, mw)
+    gain = min(mh / shape[0], mw / shape[1])
+    pad = (mw - shape[1] * gain) / 2, (mh - shape[0] * gain) / 2
+    top, left = int(pad[1]), int(pad[0])
+    bottom, right = int(mh - pad[1]), int(mw - pad[0])
+    masks = masks[:, top:bottom, left:right]
+    masks = F.interpolate(masks[None], shape, mode="bilinear", align_corners=False)[0]
+    masks = crop_mask(masks, bboxes)
+    return masks.gt_(0.5).numpy().astype(bool)
 
 
 def raw_prediction(session, bgr, size=640):

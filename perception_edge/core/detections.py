@@ -1,4 +1,5 @@
-"""YOLOv5 output decoding (raw head or EfficientNMS exports) and NMS, vectorized."""
+"""YOLOv5 output decoding (raw head, instance-segmentation head or EfficientNMS exports) and NMS,
+vectorized."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ class Detections:
     scores: np.ndarray  # (N,) float32
     class_ids: np.ndarray  # (N,) int64
     class_names: list[str] = field(default_factory=list)  # the model's label list (indexed by class id)
+    # instance segmentation models only: (src_h, src_w) uint16, pixel value i + 1 = detection i, 0 background
+    instance_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -61,15 +64,18 @@ def check_finite(name: str, values: np.ndarray) -> None:
 
 
 def decode_raw(pred: np.ndarray, conf_threshold: float, iou_threshold: float, max_det: int,
-               agnostic: bool = False) -> list[np.ndarray]:
-    """Raw YOLOv5 head [B, N, 5+C] (cx, cy, w, h, objectness, class scores) -> per image an (M, 6)
-    array of x1, y1, x2, y2, score, class in model-input pixels.
+               agnostic: bool = False, nm: int = 0) -> list[np.ndarray]:
+    """Raw YOLOv5 head [B, N, 5+C(+nm)] (cx, cy, w, h, objectness, class scores, mask coefficients)
+    -> per image an (M, 6 + nm) array of x1, y1, x2, y2, score, class (, the kept rows' nm mask
+    coefficients) in model-input pixels.
 
     Filters by objectness first (score = obj * cls <= obj), so only a few hundred rows reach the
     class-score arithmetic and NMS.
     """
-    if pred.ndim != 3 or pred.shape[2] < 6:
-        raise ModelError(f"YOLOv5 output must be [batch, boxes, 5 + classes], got {list(pred.shape)}")
+    if pred.ndim != 3 or pred.shape[2] < 6 + nm:
+        raise ModelError(f"YOLOv5 output must be [batch, boxes, 5 + classes{' + ' + str(nm) if nm else ''}], "
+                         f"got {list(pred.shape)}")
+    mi = pred.shape[2] - nm  # end of the class scores
     obj = pred[:, :, 4]
     check_finite("objectness", obj)
     out = []
@@ -77,7 +83,7 @@ def decode_raw(pred: np.ndarray, conf_threshold: float, iou_threshold: float, ma
         rows = pred[b, obj[b] > conf_threshold]
         if len(rows):
             check_finite("candidate boxes", rows)
-        cls_scores = rows[:, 5:] * rows[:, 4:5]
+        cls_scores = rows[:, 5:mi] * rows[:, 4:5]
         cls = cls_scores.argmax(1)
         score = cls_scores[np.arange(len(rows)), cls]
         sel = score > conf_threshold
@@ -90,7 +96,10 @@ def decode_raw(pred: np.ndarray, conf_threshold: float, iou_threshold: float, ma
         boxes[:, :2] = rows[:, :2] - half
         boxes[:, 2:] = rows[:, :2] + half
         keep = nms(boxes, score, None if agnostic else cls, iou_threshold, max_det)
-        out.append(np.concatenate([boxes[keep], score[keep, None], cls[keep, None].astype(np.float32)], 1))
+        parts = [boxes[keep], score[keep, None], cls[keep, None].astype(np.float32)]
+        if nm:
+            parts.append(rows[keep, mi:].astype(np.float32))
+        out.append(np.concatenate(parts, 1))
     return out
 
 
@@ -110,13 +119,23 @@ def decode_efficient_nms(num_dets: np.ndarray, det_boxes: np.ndarray, det_scores
     return out
 
 
-def to_source(rows: np.ndarray, transform: Transform, class_names: Sequence[str]) -> Detections:
+def to_source(rows: np.ndarray, transform: Transform, class_names: Sequence[str],
+              protos: np.ndarray | None = None) -> Detections:
     """(M, 6) model-pixel rows -> Detections in source pixels, clipped to the image; boxes lying
-    wholly in the letterbox padding are dropped (clipping would collapse them onto an edge)."""
+    wholly in the letterbox padding are dropped (clipping would collapse them onto an edge).
+
+    protos: the image's prototype masks [nm, H/4, W/4] of an instance-segmentation model, whose rows
+    then carry nm mask coefficients after the class: fills ``instance_mask`` (see
+    core.instance_masks)."""
     boxes = transform.boxes_to_source(rows[:, :4], clip=False)
     inside = ((boxes[:, 2] > 0) & (boxes[:, 0] < transform.src_w) &
               (boxes[:, 3] > 0) & (boxes[:, 1] < transform.src_h))
     boxes = boxes[inside]
     np.clip(boxes[:, 0::2], 0, transform.src_w, out=boxes[:, 0::2])
     np.clip(boxes[:, 1::2], 0, transform.src_h, out=boxes[:, 1::2])
-    return Detections(boxes, rows[inside, 4].astype(np.float32), rows[inside, 5].astype(np.int64), list(class_names))
+    dets = Detections(boxes, rows[inside, 4].astype(np.float32), rows[inside, 5].astype(np.int64), list(class_names))
+    if protos is not None:
+        from perception_edge.core.instance_masks import instance_mask
+
+        dets.instance_mask = instance_mask(protos, rows[inside, 6:], boxes, transform)
+    return dets

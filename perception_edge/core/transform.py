@@ -90,6 +90,32 @@ def letterbox_transform(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Tra
     return Transform(src_w, src_h, dst_w, dst_h, new_w, new_h, pad_x, pad_y)
 
 
+def rect_shape(src_hw: tuple[int, int], size_hw: tuple[int, int], stride: int = 32) -> tuple[int, int]:
+    """The smallest stride-aligned (H, W) holding the source letterboxed at the scale it gets in
+    size_hw: the official letterbox(auto=True) of detect.py (1280x720 at 640 -> 384x640)."""
+    src_h, src_w = int(src_hw[0]), int(src_hw[1])
+    if src_h <= 0 or src_w <= 0:
+        raise InputError(f"zero-size image ({src_w}x{src_h})")
+    r = min(size_hw[0] / src_h, size_hw[1] / src_w)
+    new_w, new_h = int(round(src_w * r)), int(round(src_h * r))
+    return new_h + (int(size_hw[0]) - new_h) % stride, new_w + (int(size_hw[1]) - new_w) % stride
+
+
+def rect_transform(src_hw: tuple[int, int], size_hw: tuple[int, int], stride: int = 32,
+                   dst_hw: tuple[int, int] | None = None) -> Transform:
+    """Letterbox into rect_shape (or a given larger dst_hw, e.g. the common shape of a batch) at
+    the scale of size_hw, padding split as the official letterbox: the same resize as the square
+    input, only less padding, so boxes map back exactly as before."""
+    src_h, src_w = int(src_hw[0]), int(src_hw[1])
+    dst_h, dst_w = dst_hw if dst_hw is not None else rect_shape(src_hw, size_hw, stride)
+    r = min(size_hw[0] / src_h, size_hw[1] / src_w)
+    new_w = max(1, min(dst_w, int(round(src_w * r))))
+    new_h = max(1, min(dst_h, int(round(src_h * r))))
+    pad_x = int(round((dst_w - new_w) / 2 - 0.1))
+    pad_y = int(round((dst_h - new_h) / 2 - 0.1))
+    return Transform(src_w, src_h, int(dst_w), int(dst_h), new_w, new_h, pad_x, pad_y)
+
+
 def stretch_transform(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Transform:
     """Plain resize to the model input (aspect not kept; common for segmentation models)."""
     src_h, src_w = int(src_hw[0]), int(src_hw[1])

@@ -10,7 +10,8 @@ dynamo exporter needs onnxscript, and its graphs are not needed here.
 Checkpoints: an official ``.pt`` is a torch zip-pickle of a dict whose 'model' / 'ema' entries are
 pickled ``models.yolo.DetectionModel`` objects. Unpickling it normally imports the yolov5 code and
 can run any callable the pickle names. ``load_official_checkpoint`` instead unpickles with an
-allow-list: classes of ``models.*`` / ``utils.*`` become inert ``nn.Module`` placeholders (their
+allow-list: classes of ``models.*`` / ``utils.*`` (the GitHub repository's layout) or
+``yolov5.models.*`` / ``yolov5.utils.*`` (the ``yolov5`` PyPI package's) become inert ``nn.Module`` placeholders (their
 state -- submodules, parameters, buffers, ``yaml``, ``names`` -- is restored, no yolov5 code runs),
 tensors and torch.nn layers load as usual, and anything else (os.system, builtins.eval, ...)
 raises ModelError before it can be called.
@@ -38,18 +39,27 @@ EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based)"
 
 # --- ONNX export -----------------------------------------------------------------------------------
 
-def _img_hw(img_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(img_size, int):
-        h = w = img_size
-    else:
-        vals = [int(v) for v in img_size]
-        if len(vals) == 1:
-            vals *= 2
-        if len(vals) != 2:
-            raise ConfigError(f"image size must be one or two integers (H W), got {list(img_size)}")
-        h, w = vals
-    if h < 32 or w < 32 or h % 32 or w % 32:
-        raise ConfigError(f"image size {w}x{h} (WxH) must be a positive multiple of the maximum stride 32")
+def _img_hw(img_size: int | str | Sequence[int | str], stride: int = 32) -> tuple[int, int]:
+    """(H, W) from N (square), [H, W], or 'WIDTHxHEIGHT' (e.g. '640x384'); multiples of stride."""
+    if isinstance(img_size, (int, str)):
+        img_size = [img_size]
+    vals: list[int] = []
+    try:
+        for v in img_size:
+            if isinstance(v, str) and "x" in v.lower():
+                w_, h_ = (int(t) for t in v.lower().split("x"))
+                vals += [h_, w_]
+            else:
+                vals.append(int(v))
+    except ValueError:
+        raise ConfigError(f"image size must be N, H W or WIDTHxHEIGHT (e.g. 640x384), got {list(img_size)}") from None
+    if len(vals) == 1:
+        vals *= 2
+    if len(vals) != 2:
+        raise ConfigError(f"image size must be N, H W or WIDTHxHEIGHT (e.g. 640x384), got {list(img_size)}")
+    h, w = vals
+    if h < stride or w < stride or h % stride or w % stride:
+        raise ConfigError(f"image size {w}x{h} (WxH) must be a positive multiple of the maximum stride {stride}")
     return h, w
 
 
@@ -73,58 +83,87 @@ def _names_dict(names: Sequence[str]) -> dict[int, str]:
     return {i: str(n) for i, n in enumerate(names)}
 
 
+def _set_dims(value_info, values: Sequence[int | str]) -> None:
+    dims = value_info.type.tensor_type.shape.dim
+    while len(dims) < len(values):
+        dims.add()
+    for dim, value in zip(dims, values):
+        dim.Clear()
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = int(value)
+
+
 def export_onnx(model, path: str, img_size: int | Sequence[int] = (640, 640), batch: int = 1,
-                dynamic_batch: bool = False, opset: int = 12, half: bool = False) -> str:
+                dynamic_batch: bool = False, opset: int = 12, half: bool = False, dynamic: bool = False) -> str:
     """Export a YOLOv5 (perception_edge.models.yolov5.YOLOv5) to ``path``; returns the path.
 
-    img_size is (H, W) or one int, multiples of 32. The spatial size is static (grids and Reshape
-    shapes become constants, as TensorRT wants); with dynamic_batch the batch axis is named "batch".
-    BatchNorm is folded into the convolutions. half: fp16 weights and compute with float32 I/O.
+    img_size is (H, W) or one int, multiples of the model's largest stride (32, or 64 for P6). By
+    default the spatial size is static (grids and Reshape shapes become constants, as TensorRT
+    wants); with dynamic_batch the batch axis is named "batch". dynamic: batch, height and width
+    all dynamic, as the official ``export.py --dynamic`` (for rectangular inference,
+    ``detection.rect``). BatchNorm is folded into the convolutions. half: fp16 weights and compute
+    with float32 I/O. A Segment model (YOLOv5 v7.0 -seg) gets the official two outputs: output0
+    [B, N, 5+nc+nm] and output1 (prototype masks) [B, nm, H/4, W/4].
     """
     import onnx
     import torch
 
     from perception_edge import __version__
 
-    h, w = _img_hw(img_size)
+    stride = int(max(getattr(model, "stride", torch.tensor([32])).tolist()))
+    h, w = _img_hw(img_size, max(32, stride))
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
     names = list(getattr(model, "names", []) or [])
     net = copy.deepcopy(model).float().cpu().eval()
     if hasattr(net, "fuse"):
         net.fuse()
+    detect = getattr(net, "detect", None)
+    if dynamic and detect is not None:
+        detect.dynamic = True  # grids from the traced input shape, not constants
     if half:
         net = _half_io(net)
     dummy = torch.zeros(batch, 3, h, w)
     with torch.no_grad():
         out = net(dummy)
-    if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != batch or out.shape[2] < 6:
-        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    pred = outs[0]
+    if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != batch or pred.shape[2] < 6:
+        shape = list(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
         raise ModelError(f"the model maps [{batch},3,{h},{w}] to {shape}; YOLOv5 export needs [B,N,5+nc]")
-    nc = int(out.shape[2]) - 5
+    nm = int(outs[1].shape[1]) if len(outs) > 1 else 0
+    nc = int(pred.shape[2]) - 5 - nm
     if len(names) != nc:
         names = [str(i) for i in range(nc)]
-    stride = int(max(getattr(model, "stride", torch.tensor([32])).tolist()))
     buf = io.BytesIO()
-    dynamic_axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
+    output_names = ["output0", "output1"][:len(outs)]
+    bdim = "batch" if (dynamic or dynamic_batch) else batch
+    if dynamic:
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"},
+                        "output1": {0: "batch", 2: "mask_height", 3: "mask_width"}}
+    elif dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in ["images"] + output_names}
+    else:
+        dynamic_axes = None
+    if dynamic_axes:
+        dynamic_axes = {k: v for k, v in dynamic_axes.items() if k in ["images"] + output_names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings (constant grids are intended), deprecation notes
         torch.onnx.export(net, (dummy,), buf, dynamo=False, opset_version=int(opset), input_names=["images"],
-                          output_names=["output0"], dynamic_axes=dynamic_axes, do_constant_folding=True)
+                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
     proto = onnx.load_from_string(buf.getvalue())
     # the tracer leaves N and 5+nc symbolic (the batch -1 in Reshape hides them): state them
-    dims = proto.graph.output[0].type.tensor_type.shape.dim
-    for dim, value in zip(dims, ("batch" if dynamic_batch else batch, int(out.shape[1]), int(out.shape[2]))):
-        dim.Clear()
-        if isinstance(value, str):
-            dim.dim_param = value
-        else:
-            dim.dim_value = value
+    _set_dims(proto.graph.output[0], (bdim, "anchors" if dynamic else int(pred.shape[1]), int(pred.shape[2])))
+    if nm:
+        mh, mw = ("mask_height", "mask_width") if dynamic else (int(outs[1].shape[2]), int(outs[1].shape[3]))
+        _set_dims(proto.graph.output[1], (bdim, nm, mh, mw))
     meta = {
         "stride": str(stride),
         "names": str(_names_dict(names)),  # a dict literal, exactly as the official export writes it
         "producer": PRODUCER,
-        "task": "detect",
+        "task": "instance_segment" if nm else "detect",
         "imgsz": json.dumps([h, w]),
     }
     del proto.metadata_props[:]
@@ -174,7 +213,9 @@ def _allowed_global(module: str, name: str):
     import torch.nn as nn
 
     top = module.split(".")[0]
-    if top in ("models", "utils") or module == "perception_edge.models.yolov5":  # ours: torch.save(model)
+    if (top in ("models", "utils") or module.startswith(("yolov5.models.", "yolov5.utils."))
+            or module == "perception_edge.models.yolov5"):
+        # the GitHub repository's layout, the PyPI package's (pip install yolov5), and ours (torch.save(model))
         return _placeholder(module, name)
     if module == "builtins" and name in _BUILTINS:
         return getattr(__import__("builtins"), name)
@@ -262,8 +303,11 @@ def _names_list(names: Any) -> list[str] | None:
 
 
 def load_official_checkpoint(path: str):
-    """An official YOLOv5 (v6.0+ architecture) ``.pt`` -> YOLOv5 in eval mode, float32, with the
-    checkpoint's class names and anchors. Prefers the 'ema' weights when the checkpoint has them."""
+    """An official YOLOv5 (v6.0-v7.0 architecture: P5, P6, -seg) ``.pt`` -> YOLOv5 in eval mode,
+    float32, with the checkpoint's class names and anchors. Prefers the 'ema' weights when the
+    checkpoint has them (as train.py evaluates them). The architecture is rebuilt from the model's
+    ``yaml`` dict as ``yaml.safe_load`` read the official file (string arguments resolved from a
+    fixed table, never evaluated)."""
     import torch
 
     from perception_edge.models.yolov5 import YOLOv5
@@ -294,8 +338,9 @@ def load_official_checkpoint(path: str):
     if not kind:
         raise ModelError(f"checkpoint {path} holds no YOLOv5 model (expected a dict with a 'model' or 'ema' "
                          f"entry from ultralytics/yolov5)")
-    if kind.split(".")[-1] not in ("DetectionModel", "Model", "YOLOv5"):
-        raise ModelError(f"checkpoint {path} holds a {kind}; only YOLOv5 detection models are supported")
+    if kind.split(".")[-1] not in ("DetectionModel", "Model", "SegmentationModel", "YOLOv5"):
+        raise ModelError(f"checkpoint {path} holds a {kind}; only YOLOv5 detection and instance-segmentation "
+                         f"models (DetectionModel, SegmentationModel) are supported")
     cfg = getattr(model, "yaml", None)
     if not isinstance(cfg, dict):
         raise ModelError(f"checkpoint {path}: the model has no 'yaml' architecture dict")
@@ -374,10 +419,15 @@ def main_export(argv: list[str] | None = None) -> int:
                         help="images (files, directories or globs) to recalibrate batch norm of a random model on, "
                              "so that its outputs depend on the input")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --variant (default 0)")
-    parser.add_argument("--img-size", type=int, nargs="+", default=[640], metavar="N",
-                        help="input size: N (square) or H W, multiples of 32 (default 640)")
+    parser.add_argument("--img-size", nargs="+", default=["640"], metavar="N",
+                        help="input size: N (square), H W, or WIDTHxHEIGHT (e.g. 640x384 for 16:9 cameras: "
+                             "a fixed rectangular graph), multiples of the largest stride (32; 64 for P6) "
+                             "(default 640)")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the graph (default 1)")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic ('batch')")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="dynamic batch, height and width (as the official export.py --dynamic): "
+                             "lets detection.rect pick the input rectangle per camera (ONNX Runtime)")
     parser.add_argument("--opset", type=int, default=12, help="ONNX opset (default 12)")
     parser.add_argument("--half", action="store_true", help="fp16 weights and compute (float32 input/output)")
     parser.add_argument("--output", "-o", help="output .onnx (default: next to --weights, or yolov5<variant>.onnx)")
@@ -413,8 +463,8 @@ def main_export(argv: list[str] | None = None) -> int:
             note = "batch norm not calibrated: outputs barely depend on the input"
         output = args.output or f"yolov5{args.variant}.onnx"
         source = f"random yolov5{args.variant} (nc={args.nc}, seed {args.seed}; {note})"
-    path = export_onnx(model.eval(), output, img_size=hw, batch=args.batch, dynamic_batch=args.dynamic_batch,
-                       opset=args.opset, half=args.half)
+    path = export_onnx(model.eval(), output, img_size=args.img_size, batch=args.batch,
+                       dynamic_batch=args.dynamic_batch, opset=args.opset, half=args.half, dynamic=args.dynamic)
     graph = onnx.load(path, load_external_data=False).graph
     print(f"exported {source}")
     print(f"  output: {path}")

@@ -13,7 +13,14 @@ Outputs:
 * eval mode: ``[B, N, 5 + nc]`` with N = 3 * sum(H/s * W/s for s in 8, 16, 32) (25200 at 640x640):
   sigmoid applied, xy = (2 sig - 0.5 + cell) * stride, wh = (2 sig)^2 * anchor in input pixels,
   then objectness, then per-class scores. The official inference / ONNX layout.
-* training mode: the three raw maps ``[B, 3, H/s, W/s, 5 + nc]`` (logits), as the official Detect.
+  A Segment head (v7.0 ``-seg``) appends nm = 32 raw mask coefficients per row and returns
+  ``(boxes, prototypes [B, nm, H/4, W/4])``.
+* training mode: the raw maps ``[B, 3, H/s, W/s, 5 + nc]`` (logits), as the official Detect.
+
+Any official v6.0-v7.0 architecture yaml builds: P5 ``yolov5{n,s,m,l,x}.yaml``, P6
+``yolov5{n,s,m,l,x}6.yaml`` (four levels, strides 8-64), ``yolov5{n,s,m,l,x}-seg.yaml``, read by
+``yaml.safe_load`` as they are (``'None'``, ``nc``, ``anchors`` arrive as strings and are resolved
+from a fixed table, as the official ``parse_model``'s ``eval`` would, without evaluating text).
 
 ``recalibrate_batchnorm`` gives a randomly initialised network batch-norm statistics from real
 images, so that its outputs depend on the input (test graphs, benchmarks without trained weights).
@@ -208,11 +215,14 @@ class Detect(nn.Module):
     ``stride`` is a plain attribute: it is not part of the official state_dict.
     """
 
+    dynamic = False  # export with dynamic H/W: grids from traced shapes instead of constants
+    nm = 0  # mask coefficients per box (Segment)
+
     def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = (),
                  strides: Sequence[float] = (8, 16, 32)):
         super().__init__()
         self.nc = nc
-        self.no = nc + 5
+        self.no = nc + 5 + self.nm
         self.nl = len(anchors)
         self.na = len(anchors[0]) // 2
         if len(ch) != self.nl or len(strides) != self.nl:
@@ -227,7 +237,7 @@ class Detect(nn.Module):
         raw, z = [], []
         for i in range(self.nl):
             p = self.m[i](xs[i])
-            ny, nx = _static_hw(p)
+            ny, nx = (p.shape[2], p.shape[3]) if self.dynamic else _static_hw(p)
             # [B, na*no, ny, nx] -> [B, na, ny, nx, no]; -1 keeps the batch axis dynamic in ONNX
             p = p.view(-1, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
             raw.append(p)
@@ -235,44 +245,120 @@ class Detect(nn.Module):
                 stride = self.strides[i]
                 grid = self._grid(nx, ny, p.dtype, p.device)
                 anchor_grid = (self.anchors[i] * stride).view(1, self.na, 1, 1, 2).to(p.dtype)
-                xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
+                if self.nm:  # Segment: mask coefficients stay raw (official Detect.forward)
+                    xy, wh, conf, coef = p.split((2, 2, self.nc + 1, self.nm), 4)
+                    xy, wh, conf = xy.sigmoid(), wh.sigmoid(), conf.sigmoid()
+                else:
+                    xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
                 xy = (xy * 2 + grid) * stride  # grid holds cell - 0.5
                 wh = (wh * 2) ** 2 * anchor_grid
-                z.append(torch.cat((xy, wh, conf), 4).view(-1, self.na * ny * nx, self.no))
+                parts = (xy, wh, conf, coef) if self.nm else (xy, wh, conf)
+                z.append(torch.cat(parts, 4).view(-1, self.na * ny * nx, self.no))
         return raw if self.training else torch.cat(z, 1)
 
     @staticmethod
     def _grid(nx: int, ny: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         # no meshgrid(indexing=...): it needs torch >= 1.10 (Jetson images may ship older)
-        xv = torch.arange(nx, device=device, dtype=dtype).view(1, nx).expand(ny, nx)
-        yv = torch.arange(ny, device=device, dtype=dtype).view(ny, 1).expand(ny, nx)
+        xv = torch.arange(nx, device=device).to(dtype).view(1, nx).expand(ny, nx)
+        yv = torch.arange(ny, device=device).to(dtype).view(ny, 1).expand(ny, nx)
         return (torch.stack((xv, yv), 2) - 0.5).view(1, 1, ny, nx, 2)
 
 
+class Proto(nn.Module):
+    """Prototype masks of the Segment head (models/common.py Proto): [B, nm, H/4, W/4] from P3."""
+
+    def __init__(self, c1: int, c_: int = 256, c2: int = 32):
+        super().__init__()
+        self.cv1 = Conv(c1, c_, k=3)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.cv2 = Conv(c_, c_, k=3)
+        self.cv3 = Conv(c_, c2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(self.cv2(self.upsample(self.cv1(x))))
+
+
+class Segment(Detect):
+    """YOLOv5 v7.0 instance segmentation head: Detect with nm mask coefficients per box, plus
+    Proto. Eval mode returns (boxes [B, N, 5 + nc + nm], prototypes [B, nm, H/4, W/4]): the
+    official ONNX export's output0 and output1."""
+
+    def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), nm: int = 32, npr: int = 256,
+                 ch: Sequence[int] = (), strides: Sequence[float] = (8, 16, 32)):
+        self.nm = int(nm)  # before Detect.__init__: it sizes the 1x1 convs with no = 5 + nc + nm
+        super().__init__(nc, anchors, ch, strides)
+        self.npr = int(npr)
+        self.proto = Proto(ch[0], self.npr, self.nm)
+
+    def forward(self, xs: list[torch.Tensor]):
+        p = self.proto(xs[0])
+        return Detect.forward(self, xs), p
+
+
 _MODULES = {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat, "nn.Upsample": nn.Upsample,
-            "Upsample": nn.Upsample, "Detect": Detect}
+            "Upsample": nn.Upsample, "Detect": Detect, "Segment": Segment}
+# string arguments of the official yaml files, resolved as the official parse_model's eval() would
+# resolve them -- from this fixed table, never by evaluating text from a file
+_CONSTANTS = {"None": None, "True": True, "False": False}
+
+
+def resolve_arg(a: Any, nc: int, anchors: Any) -> Any:
+    """One yaml argument -> its value: 'None'/'True'/'False', 'nc', 'anchors', numbers written as
+    strings, 'nn.<Module>' (a torch.nn class); any other string stays a string (as eval's NameError
+    leaves 'nearest' in the official code)."""
+    if not isinstance(a, str):
+        return a
+    text = a.strip()
+    if text in _CONSTANTS:
+        return _CONSTANTS[text]
+    if text == "nc":
+        return nc
+    if text == "anchors":
+        return anchors
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    if text.startswith("nn."):
+        obj = getattr(nn, text[3:], None)
+        if isinstance(obj, type) and issubclass(obj, nn.Module):
+            return obj
+    return a
+
+
+def _module_name(name: Any) -> str:
+    text = name.strip() if isinstance(name, str) else getattr(name, "__name__", repr(name))
+    return "nn." + text[len("torch.nn."):] if text.startswith("torch.nn.") else text
 
 
 def _from_list(f: int | Sequence[int]) -> list[int]:
     return [f] if isinstance(f, int) else list(f)
 
 
-def _build_layer(i: int, row: Sequence[Any], nc: int, anchors: Any, gd: float, gw: float, ch_in: int,
-                 ch: list[int], strides: list[float]) -> tuple[nn.Module, int, float]:
-    """One [from, number, module, args] row -> (module with .i/.f, output channels, output stride)."""
+def _build_layer(i: int, row: Sequence[Any], nc: int, anchors: Any, gd: float, gw: float, ch_mul: int,
+                 ch_in: int, ch: list[int], strides: list[float]) -> tuple[nn.Module, int, float]:
+    """One [from, number, module, args] row -> (module with .i/.f, output channels, output stride),
+    with the official parse_model's arithmetic (depth gain, make_divisible widths, Detect inputs)."""
     f, n, name, args = row
+    name = _module_name(name)
     if name not in _MODULES:
-        raise ModelError(f"model config layer {i}: module {name!r} is not supported "
-                         f"(this YOLOv5 implements {', '.join(sorted(set(_MODULES) - {'Upsample'}))})")
+        raise ModelError(f"model config layer {i}: module {name!r} is not implemented by perception_edge "
+                         f"(it builds {', '.join(sorted(set(_MODULES) - {'Upsample'}))}: the YOLOv5 v6.0-v7.0 "
+                         f"architectures)")
     m = _MODULES[name]
-    args = [nc if a == "nc" else anchors if a == "anchors" else a for a in list(args)]
+    args = [resolve_arg(a, nc, anchors) for a in list(args)]
+    na = (len(anchors[0]) // 2) if isinstance(anchors, (list, tuple)) else int(anchors)
+    no = na * (nc + 5)
     srcs = _from_list(f)
     c_in = [ch_in if (i == 0 and j == -1) else ch[j] for j in srcs]
     s_in = [1.0 if (i == 0 and j == -1) else strides[j] for j in srcs]
     n = max(round(n * gd), 1) if n > 1 else n  # depth gain
     stride = s_in[0]
     if m in (Conv, C3, SPPF):
-        c1, c2 = c_in[0], make_divisible(args[0] * gw, 8)
+        c1, c2 = c_in[0], args[0]
+        if c2 != no:  # a Conv straight to the detection channels is not scaled (official)
+            c2 = make_divisible(c2 * gw, ch_mul)
         args = [c1, c2, *args[1:]]
         if m is C3:
             args.insert(2, n)  # repeats live inside C3
@@ -281,25 +367,35 @@ def _build_layer(i: int, row: Sequence[Any], nc: int, anchors: Any, gd: float, g
             stride *= args[3] if len(args) > 3 else 1
     elif m is Concat:
         c2 = sum(c_in)
-    elif m is Detect:
+    elif m in (Detect, Segment):
         if isinstance(args[1], int):  # number of anchors per level: values come from the state_dict
             args[1] = [list(range(args[1] * 2))] * len(srcs)
-        args = [args[0], args[1], c_in, s_in]
+        if m is Segment:
+            args = [args[0], args[1], args[2] if len(args) > 2 else 32,
+                    make_divisible((args[3] if len(args) > 3 else 256) * gw, ch_mul), c_in, s_in]
+        else:
+            args = [args[0], args[1], c_in, s_in]
         c2 = 0
     else:  # nn.Upsample(size, scale_factor, mode)
         c2 = c_in[0]
-        stride /= float(args[1]) if len(args) > 1 and args[1] else 1.0
+        scale = args[1] if len(args) > 1 else None
+        stride /= float(scale) if scale else 1.0
     module = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
     module.i, module.f = i, f  # official attributes: layer index, from-index
     return module, c2, stride
 
 
 def parse_model(cfg: dict[str, Any]) -> tuple[nn.Sequential, list[int], list[float]]:
-    """Layers of an official model yaml dict (the subset of models/yolo.py parse_model this package
-    implements: Conv, C3, SPPF, nn.Upsample, Concat, Detect). Returns (layers, save list, strides)."""
+    """Layers of an official model yaml dict, as ``yaml.safe_load`` reads the official files (string
+    arguments such as 'None', 'nc', 'anchors' are resolved by ``resolve_arg``). Implements the
+    modules of the v6.0-v7.0 architectures: Conv, C3, SPPF, nn.Upsample, Concat, Detect (P5 and
+    P6), Segment. Returns (layers, save list, strides)."""
     try:
         nc, gd, gw = int(cfg["nc"]), float(cfg["depth_multiple"]), float(cfg["width_multiple"])
         anchors = cfg["anchors"]
+        if not isinstance(anchors, (list, tuple)):
+            anchors = int(anchors)  # an anchor count per level (official: values from AutoAnchor)
+        ch_mul = int(cfg.get("channel_multiple") or 8)
         layers_cfg = list(cfg["backbone"]) + list(cfg["head"])
         ch_in = int(cfg.get("ch", 3))
     except (KeyError, TypeError, ValueError) as e:
@@ -315,7 +411,7 @@ def parse_model(cfg: dict[str, Any]) -> tuple[nn.Sequential, list[int], list[flo
     strides: list[float] = []  # output stride per layer: lets Detect know its levels without a forward
     for i, row in enumerate(layers_cfg):
         try:
-            module, c2, stride = _build_layer(i, row, nc, anchors, gd, gw, ch_in, ch, strides)
+            module, c2, stride = _build_layer(i, row, nc, anchors, gd, gw, ch_mul, ch_in, ch, strides)
         except ModelError:
             raise
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, RuntimeError) as e:
@@ -325,7 +421,7 @@ def parse_model(cfg: dict[str, Any]) -> tuple[nn.Sequential, list[int], list[flo
         ch.append(c2)
         strides.append(stride)
     if not layers or not isinstance(layers[-1], Detect):
-        raise ModelError("model config does not end with a Detect layer")
+        raise ModelError("model config does not end with a Detect or Segment layer")
     return nn.Sequential(*layers), sorted(save), list(layers[-1].strides)
 
 
@@ -355,6 +451,11 @@ class YOLOv5(nn.Module):
     def detect(self) -> Detect:
         return self.model[-1]
 
+    @property
+    def segmentation(self) -> bool:
+        """Instance segmentation (a Segment head): eval outputs are (boxes, prototype masks)."""
+        return isinstance(self.detect, Segment)
+
     def forward(self, x: torch.Tensor):
         y: list[torch.Tensor | None] = []
         for m in self.model:
@@ -372,7 +473,7 @@ class YOLOv5(nn.Module):
             for conv, s in zip(det.m, det.strides):
                 b = conv.bias.view(det.na, -1)
                 b[:, 4] += math.log(8 / (640 / s) ** 2)
-                b[:, 5:] += math.log(0.6 / (det.nc - 0.999999))
+                b[:, 5:5 + det.nc] += math.log(0.6 / (det.nc - 0.999999))
 
     def fuse(self) -> YOLOv5:
         """Fold every BatchNorm into its conv (in place; inference only). Returns self."""
@@ -406,8 +507,9 @@ def recalibrate_batchnorm(model: nn.Module, images: Sequence[Any], img_size: int
     if not len(images):
         raise ModelError("no images to recalibrate batch norm on")
     h, w = _hw(img_size)
-    if h % 32 or w % 32:
-        raise ModelError(f"input size {w}x{h} is not a multiple of the maximum stride 32")
+    stride = int(max(model.stride.tolist())) if isinstance(getattr(model, "stride", None), torch.Tensor) else 32
+    if h % stride or w % stride:
+        raise ModelError(f"input size {w}x{h} is not a multiple of the maximum stride {stride}")
     from perception_edge.core.preprocess import Preprocessor
 
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -5,6 +5,10 @@ Per camera (namespace of the image topic, /cam_front/image_raw -> /cam_front):
   <ns>/label_info   vision_msgs/LabelInfo, transient local (published at start, and again when
                     detection.conf_threshold changes)
   <ns>/debug_image  sensor_msgs/Image rgb8 with boxes (core.drawing), rendered only while subscribed
+  <ns>/instance_mask  sensor_msgs/Image mono16 at source size, instance-segmentation models (YOLOv5
+                    v7.0 -seg) only: pixel value i + 1 is detection i of the Detection2DArray with the
+                    same header, 0 is background (overlaps: the higher-scored detection); computed only
+                    for the kept detections, cropped to their boxes
 
 In the container, batches come from the camera_fusion node in-process; standalone
 (`ros2 run perception_edge detection_node`) the node subscribes to the cameras itself.
@@ -18,7 +22,7 @@ from perception_edge.core.drawing import draw
 from perception_edge.core.image_conversion import to_rgb
 from perception_edge.core.sync import Batch
 from perception_edge.nodes.detections_cdr import DetectionsPublisher, matches_rclpy
-from perception_edge.nodes.messages import header_of, label_info_msg, rgb_to_msg
+from perception_edge.nodes.messages import header_of, instance_mask_to_msg, label_info_msg, rgb_to_msg
 from perception_edge.nodes.model_node import ModelNode, per_camera
 from perception_edge.nodes.parameters import output_topic, run_main
 
@@ -56,6 +60,10 @@ class DetectionNode(ModelNode):
             Detection2DArray, output_topic(c, "detections"), 10), serialized))
         self.label_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
             LabelInfo, output_topic(c, "label_info"), latched_qos()))
+        self.mask_pubs: dict[str, Any] = {}
+        if getattr(self.model, "segmentation", False):
+            self.mask_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
+                Image, output_topic(c, "instance_mask"), 10))
         self.debug_pubs: dict[str, Any] = {}
         if self.params["debug_image"]:
             self.debug_pubs = per_camera(self.cameras, lambda c: self.create_publisher(
@@ -80,6 +88,9 @@ class DetectionNode(ModelNode):
             if pub is None:
                 continue
             pub.publish(dets, header)
+            mask_pub = self.mask_pubs.get(frame.camera)
+            if mask_pub is not None and dets.instance_mask is not None:
+                mask_pub.publish(instance_mask_to_msg(dets.instance_mask, header))
             debug = self.debug_pubs.get(frame.camera)
             if debug is not None and debug.get_subscription_count() > 0:
                 debug.publish(rgb_to_msg(draw(to_rgb(frame.pixels, frame.order), dets), header))

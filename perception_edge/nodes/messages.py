@@ -1,7 +1,7 @@
 """ROS messages <-> the core's plain data. Conversions themselves live in perception_edge.core.
 
 Image / CompressedImage -> Frame; Detections -> vision_msgs/Detection2DArray; class names ->
-vision_msgs/LabelInfo; class-id mask -> mono8 Image; RGB -> rgb8 Image. Headers of results are the
+vision_msgs/LabelInfo; class-id mask -> mono8 Image; instance mask -> mono16 Image; RGB -> rgb8 Image. Headers of results are the
 source image's header (stamp and frame_id), so results can be matched to their frame.
 """
 from __future__ import annotations
@@ -136,6 +136,17 @@ def image_msg(pixels: np.ndarray, encoding: str, header):
 def mask_to_msg(mask: np.ndarray, header):
     """(H, W) uint8 class ids at source size -> mono8 Image."""
     return image_msg(mask, "mono8", header)
+
+
+def instance_mask_to_msg(mask: np.ndarray, header):
+    """(H, W) uint16 instance ids at source size (i + 1 = detection i, 0 background) -> mono16 Image
+    (little-endian, step 2 W)."""
+    from sensor_msgs.msg import Image
+
+    h, w = mask.shape[:2]
+    data = np.ascontiguousarray(mask, dtype="<u2")
+    return Image(header=header, height=int(h), width=int(w), encoding="mono16", is_bigendian=0, step=int(2 * w),
+                 data=data.tobytes())
 
 
 def rgb_to_msg(rgb: np.ndarray, header):

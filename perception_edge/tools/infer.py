@@ -1,4 +1,7 @@
-"""`perception-edge detect` and `segment`: the pipeline on image files, results next to them as files."""
+"""`perception-edge detect` and `segment`: the pipeline on image files, results next to them as files.
+
+detect writes <stem>.json and <stem>.jpg (boxes drawn); with an instance-segmentation model also
+<stem>_instances.png (16-bit, pixel value i + 1 = detection i of the JSON, 0 background)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +9,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from perception_edge import config
 from perception_edge.core.drawing import draw
@@ -13,7 +17,7 @@ from perception_edge.core.errors import InputError
 from perception_edge.core.image_conversion import to_rgb
 
 DETECT_PARAMS = ["detection.labels", "detection.conf_threshold", "detection.iou_threshold",
-                 "detection.max_detections", "detection.agnostic_nms", "detection.input_size",
+                 "detection.max_detections", "detection.agnostic_nms", "detection.input_size", "detection.rect",
                  "backend", "num_threads"]
 SEGMENT_PARAMS = ["segmentation.threshold", "segmentation.resize_mode", "detection.input_size",
                   "backend", "num_threads"]
@@ -55,6 +59,17 @@ def _each_image(prog: str, names: list[str], help_: str, model_key: str, argv: l
     return 0
 
 
+def tint_instances(rgb: np.ndarray, instance_mask: np.ndarray) -> np.ndarray:
+    """Each instance blended with a colour of its own (for the annotated image)."""
+    out = rgb.copy()
+    ids = instance_mask.astype(np.int64)
+    sel = ids > 0
+    if sel.any():
+        palette = np.random.default_rng(0).integers(40, 256, (int(ids.max()) + 1, 3)).astype(np.uint16)
+        out[sel] = ((out[sel].astype(np.uint16) + palette[ids[sel]]) // 2).astype(np.uint8)
+    return out
+
+
 def main_detect(argv: list[str]) -> int:
     from perception_edge.pipeline import detector_from_config
 
@@ -63,10 +78,18 @@ def main_detect(argv: list[str]) -> int:
             {"class_id": int(c), "class_name": n, "score": round(float(s), 5),
              "box_xyxy": [round(float(v), 2) for v in b]}
             for b, s, c, n in zip(dets.boxes, dets.scores, dets.class_ids, dets.names())]}
-        Path(f"{stem}.json").write_text(json.dumps(record, indent=1))
+        written = [f"{stem}.json", f"{stem}.jpg"]
         annotated = draw(to_rgb(bgr, "bgr"), dets)
+        if dets.instance_mask is not None:  # instance segmentation: 16-bit PNG, value i + 1 = detection i
+            counts = np.bincount(dets.instance_mask.ravel(), minlength=len(dets) + 1)
+            for i, d in enumerate(record["detections"]):
+                d["instance_id"], d["mask_pixels"] = i + 1, int(counts[i + 1])
+            cv2.imwrite(f"{stem}_instances.png", dets.instance_mask)
+            written.append(f"{stem}_instances.png")
+            annotated = draw(tint_instances(to_rgb(bgr, "bgr"), dets.instance_mask), dets)
+        Path(f"{stem}.json").write_text(json.dumps(record, indent=1))
         cv2.imwrite(f"{stem}.jpg", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-        print(f"{path}: {len(dets)} detections -> {stem}.json, {stem}.jpg")
+        print(f"{path}: {len(dets)} detections -> {', '.join(written)}")
 
     return _each_image("detect", DETECT_PARAMS, "YOLOv5 detection on images", "detection.model", argv,
                        detector_from_config, write)

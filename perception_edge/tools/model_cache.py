@@ -23,9 +23,10 @@ def calibration_images(limit: int = 8) -> list[np.ndarray]:
     return [scene_frames(seed=i, size=(1280, 720))[0].image for i in range(limit)]
 
 
-def yolov5_onnx(variant: str = "n", img_size: int = 640, dynamic_batch: bool = True) -> Path:
-    """A YOLOv5 graph with random weights and recalibrated batch norm (outputs depend on the input)."""
-    path = CACHE / f"yolov5{variant}_{img_size}{'_dyn' if dynamic_batch else ''}.onnx"
+def yolov5_onnx(variant: str = "n", img_size: int = 640, dynamic_batch: bool = True, dynamic: bool = False) -> Path:
+    """A YOLOv5 graph with random weights and recalibrated batch norm (outputs depend on the input).
+    dynamic: batch, height and width dynamic (rectangular inference)."""
+    path = CACHE / f"yolov5{variant}_{img_size}{'_dynhw' if dynamic else '_dyn' if dynamic_batch else ''}.onnx"
     if path.is_file():
         return path
     import torch
@@ -38,6 +39,6 @@ def yolov5_onnx(variant: str = "n", img_size: int = 640, dynamic_batch: bool = T
     recalibrate_batchnorm(model, calibration_images(), img_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
-    export_onnx(model, str(tmp), img_size=(img_size, img_size), batch=1, dynamic_batch=dynamic_batch)
+    export_onnx(model, str(tmp), img_size=(img_size, img_size), batch=1, dynamic_batch=dynamic_batch, dynamic=dynamic)
     tmp.replace(path)
     return path
