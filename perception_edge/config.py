@@ -98,8 +98,8 @@ PARAMETERS: list[Param] = [
           range=(0, 1 << 30)),
     Param("limits.preprocess_cache", int, 8, "Frame geometries whose resize buffers are kept per model "
           "(least recently used first out).", range=(1, 64)),
-    Param("onnxruntime.cpu_arena", bool, False, "ONNX Runtime's CPU memory arena (grows to the largest batch "
-          "seen and never shrinks; off: memory follows the batch)."),
+    Param("onnxruntime.cpu_arena", bool, True, "ONNX Runtime's CPU memory arena (holds the largest batch's "
+          "working memory for reuse; off: each run allocates and frees it, slower and no smaller here)."),
     Param("onnxruntime.memory_pattern", bool, False, "ONNX Runtime's memory-pattern planning (preallocates "
           "per input shape)."),
 ]

@@ -28,7 +28,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: str, num_threads: int = 0, providers: Sequence[str] | None = None,
-                 use_gpu: bool = True, cpu_arena: bool = False, memory_pattern: bool = False):
+                 use_gpu: bool = True, cpu_arena: bool = True, memory_pattern: bool = False):
         import onnxruntime as ort
 
         available = ort.get_available_providers()
