@@ -19,6 +19,7 @@ from perception_edge.backends import engine_cache as ec
 from perception_edge.backends import tensorrt_backend as tb
 from perception_edge.backends.base import Backend, TensorSpec
 from perception_edge.backends.engine_cache import BatchProfile
+from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.errors import ConfigError, ModelError
 from perception_edge.core.preprocess import Preprocessor
 from perception_edge.tools import build_engine as be
@@ -326,39 +327,39 @@ def expected_batch(frames, hw, mode="letterbox"):
 
 def test_calibration_batches_go_through_the_runtime_preprocessor():
     frames = synthetic_frames(10)
-    batches = be.CalibrationBatches(frames, (96, 128), batch_size=4)
+    batches = CalibrationBatches(frames, (96, 128), batch_size=4)
     got = [b.copy() for b in batches]
     assert len(got) == 2 and batches.batches == 2 and batches.dropped == 2 and batches.frames_used == 8
     assert all(b.shape == (4, 3, 96, 128) and b.dtype == np.float32 and b.flags.c_contiguous for b in got)
     assert np.array_equal(got[0], expected_batch(frames[0:4], (96, 128)))
     assert np.array_equal(got[1], expected_batch(frames[4:8], (96, 128)))
     assert batches.nbytes == 4 * 3 * 96 * 128 * 4
-    stretched = [b.copy() for b in be.CalibrationBatches(frames[:4], (96, 128), 4, mode="stretch")]
+    stretched = [b.copy() for b in CalibrationBatches(frames[:4], (96, 128), 4, mode="stretch")]
     assert np.array_equal(stretched[0], expected_batch(frames[:4], (96, 128), "stretch"))
 
 
 def test_last_partial_calibration_batch():
     frames = synthetic_frames(10)
-    repeat = be.CalibrationBatches(frames, (64, 64), 4, last="repeat")
+    repeat = CalibrationBatches(frames, (64, 64), 4, last="repeat")
     got = [b.copy() for b in repeat]
     assert len(got) == 3 and repeat.repeated == 2 and repeat.frames_used == 10
     assert np.array_equal(got[2], expected_batch([frames[8], frames[9], frames[8], frames[9]], (64, 64)))
     # fewer frames than one batch: the only batch is filled, never dropped
-    few = be.CalibrationBatches(frames[:3], (64, 64), 4)
+    few = CalibrationBatches(frames[:3], (64, 64), 4)
     assert len([b.copy() for b in few]) == 1 and few.repeated == 1
     # max_frames caps what is read
-    capped = be.CalibrationBatches(iter(frames), (64, 64), 2, max_frames=5)
+    capped = CalibrationBatches(iter(frames), (64, 64), 2, max_frames=5)
     assert len(list(capped)) == 2 and capped.dropped == 1
-    assert list(be.CalibrationBatches([], (64, 64), 2)) == []
+    assert list(CalibrationBatches([], (64, 64), 2)) == []
     with pytest.raises(ConfigError):
-        be.CalibrationBatches(frames, (64, 64), 0)
+        CalibrationBatches(frames, (64, 64), 0)
 
 
 def test_calibration_batches_from_real_frames(frame_paths):
     from perception_edge.tools.frame_sources import iter_frames
 
     folder = str(frame_paths[0].parent)
-    batches = be.CalibrationBatches(iter_frames(folder), (640, 640), batch_size=4)
+    batches = CalibrationBatches(iter_frames(folder), (640, 640), batch_size=4)
     got = [b.copy() for b in batches]
     assert len(got) == len(frame_paths) // 4
     first = got[0][0]
