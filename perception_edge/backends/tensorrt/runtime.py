@@ -1,35 +1,29 @@
-"""TensorRT backend: serialized engines (.engine/.plan) on NVIDIA GPUs and Jetson, and ONNX models
-through the engine cache (perception_edge.backends.engine_cache).
+"""TensorRT runtime: one deserialized engine behind the Backend interface (TensorRTBackend), and the
+I/O plan that says which buffers an engine needs and how they are bound.
 
 Two API generations, chosen by feature detection: the named-tensor API (num_io_tensors,
 set_input_shape, set_tensor_address, execute_async_v3; TensorRT 8.5 and later, the only one in 10.x)
 and the binding API (get_binding_*, set_binding_shape, execute_async_v2; TensorRT 8.x, and what
-engines from before 8.5 need). Device memory comes from pycuda when importable, else cuda-python
-(cuda.bindings.runtime, or the older cuda.cudart).
+engines from before 8.5 need). Device memory comes from perception_edge.backends.tensorrt.cuda.
 
-Importing this module needs neither TensorRT nor CUDA: the I/O plan (which buffers a given engine
-needs and how they are bound) is computed from a small engine-description interface, so that
-logic is tested without a GPU; TensorRT is imported when an engine is loaded or built.
+Importing this module needs neither TensorRT nor CUDA: the I/O plan is computed from a small
+engine-description interface, so that logic is tested without a GPU; TensorRT is imported when an
+engine is loaded or built.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from perception_edge.backends import ENGINE_SUFFIXES
 from perception_edge.backends.base import Backend, TensorSpec
-from perception_edge.backends.engine_cache import (
-    BatchProfile, BuildSettings, OnnxIO, RuntimeIdentity, cache_key, check_engine, choose_profile,
-    engine_path_for, make_settings, read_onnx_io, sha256_bytes, split_batch)
+from perception_edge.backends.tensorrt.cache import BatchProfile, RuntimeIdentity, choose_profile, split_batch
+from perception_edge.backends.tensorrt.cuda import cuda_memory
 from perception_edge.core.errors import ConfigError, InputError, ModelError
 
 log = logging.getLogger("perception_edge.tensorrt")
@@ -63,171 +57,6 @@ def trt_logger(trt, verbose: bool = False):
         trt.init_libnvinfer_plugins(_LOGGER, "")  # EfficientNMS_TRT and the other stock plugins
     _LOGGER.min_severity = trt.Logger.INFO if verbose else trt.Logger.WARNING
     return _LOGGER
-
-
-# -- CUDA memory: pycuda or cuda-python ------------------------------------------------------------
-
-class PyCudaMemory:
-    """pycuda with the device's primary context, pushed around every call. pycuda.autoinit is not used:
-    it makes a separate context current on the importing thread only, while the node runs inference
-    on its worker thread and builds engines on another, and TensorRT works in the primary context."""
-
-    kind = "pycuda"
-
-    def __init__(self, device: int = 0):
-        import pycuda.driver as drv
-
-        drv.init()
-        self.drv = drv
-        self.device = drv.Device(device)
-        self.ctx = self.device.retain_primary_context()
-
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[None]:
-        self.ctx.push()
-        try:
-            yield
-        finally:
-            self.drv.Context.pop()
-
-    def identity(self) -> tuple[str, str]:
-        major, minor = self.device.compute_capability()
-        return str(self.device.name()), f"{major}.{minor}"
-
-    def stream(self):
-        return self.drv.Stream()
-
-    def stream_handle(self, stream) -> int:
-        return int(stream.handle)
-
-    def destroy_stream(self, stream) -> None:
-        pass  # freed with the Python object
-
-    def malloc(self, nbytes: int) -> tuple[Any, int]:
-        alloc = self.drv.mem_alloc(max(1, int(nbytes)))
-        return alloc, int(alloc)
-
-    def free(self, handle) -> None:
-        handle.free()
-
-    def pinned(self, count: int, dtype) -> tuple[np.ndarray, Any]:
-        arr = self.drv.pagelocked_empty(max(1, int(count)), np.dtype(dtype))
-        return arr, arr
-
-    def free_pinned(self, handle) -> None:
-        base = getattr(handle, "base", None)
-        if base is not None and hasattr(base, "free"):
-            base.free()
-
-    def h2d_async(self, dev_ptr: int, host: np.ndarray, stream) -> None:
-        self.drv.memcpy_htod_async(dev_ptr, host, stream)
-
-    def d2h_async(self, host: np.ndarray, dev_ptr: int, stream) -> None:
-        self.drv.memcpy_dtoh_async(host, dev_ptr, stream)
-
-    def h2d(self, dev_ptr: int, host: np.ndarray) -> None:
-        self.drv.memcpy_htod(dev_ptr, np.ascontiguousarray(host))
-
-    def synchronize(self, stream) -> None:
-        stream.synchronize()
-
-
-class CudaPythonMemory:
-    """cuda-python's runtime API (cuda.bindings.runtime; cuda.cudart before cuda-python 12.6). The
-    runtime API uses the device's primary context on every thread, as TensorRT does."""
-
-    kind = "cuda-python"
-
-    def __init__(self, device: int = 0):
-        try:
-            from cuda.bindings import runtime as rt
-        except ImportError:
-            from cuda import cudart as rt
-        self.rt = rt
-        self.device = device
-        self._call(rt.cudaSetDevice(device), "cudaSetDevice")
-
-    def _call(self, result, what: str):
-        err, rest = result[0], result[1:]
-        if err != self.rt.cudaError_t.cudaSuccess:
-            raise ModelError(f"CUDA error in {what}: {getattr(err, 'name', err)}")
-        return rest[0] if len(rest) == 1 else (rest or None)
-
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[None]:
-        self._call(self.rt.cudaSetDevice(self.device), "cudaSetDevice")  # per thread
-        yield
-
-    def identity(self) -> tuple[str, str]:
-        props = self._call(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
-        name = props.name
-        if isinstance(name, (bytes, bytearray)):
-            name = bytes(name).split(b"\0", 1)[0].decode(errors="replace")
-        return str(name).strip(), f"{props.major}.{props.minor}"
-
-    def stream(self):
-        return self._call(self.rt.cudaStreamCreate(), "cudaStreamCreate")
-
-    def stream_handle(self, stream) -> int:
-        try:
-            return int(stream)
-        except TypeError:
-            return int(stream.getPtr())
-
-    def destroy_stream(self, stream) -> None:
-        self._call(self.rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
-
-    def malloc(self, nbytes: int) -> tuple[Any, int]:
-        ptr = self._call(self.rt.cudaMalloc(max(1, int(nbytes))), "cudaMalloc")
-        return ptr, int(ptr)
-
-    def free(self, handle) -> None:
-        self._call(self.rt.cudaFree(handle), "cudaFree")
-
-    def pinned(self, count: int, dtype) -> tuple[np.ndarray, Any]:
-        dtype = np.dtype(dtype)
-        nbytes = max(1, int(count)) * dtype.itemsize
-        ptr = int(self._call(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
-        raw = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_uint8)), (nbytes,))
-        return raw.view(dtype), ptr
-
-    def free_pinned(self, handle) -> None:
-        self._call(self.rt.cudaFreeHost(handle), "cudaFreeHost")
-
-    def h2d_async(self, dev_ptr: int, host: np.ndarray, stream) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self.rt.cudaMemcpyAsync(dev_ptr, host.ctypes.data, host.nbytes, kind, stream), "cudaMemcpyAsync")
-
-    def d2h_async(self, host: np.ndarray, dev_ptr: int, stream) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._call(self.rt.cudaMemcpyAsync(host.ctypes.data, dev_ptr, host.nbytes, kind, stream), "cudaMemcpyAsync")
-
-    def h2d(self, dev_ptr: int, host: np.ndarray) -> None:
-        host = np.ascontiguousarray(host)
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self.rt.cudaMemcpy(dev_ptr, host.ctypes.data, host.nbytes, kind), "cudaMemcpy")
-
-    def synchronize(self, stream) -> None:
-        self._call(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-
-
-def cuda_memory(prefer: str | None = None):
-    """pycuda if importable, else cuda-python; PERCEPTION_EDGE_CUDA=pycuda|cuda-python forces one."""
-    prefer = prefer or os.environ.get("PERCEPTION_EDGE_CUDA", "")
-    order = {"pycuda": [PyCudaMemory], "cuda-python": [CudaPythonMemory]}.get(prefer, [PyCudaMemory, CudaPythonMemory])
-    missing, failures = [], []
-    for cls in order:
-        try:
-            return cls()
-        except ImportError:
-            missing.append(cls.kind)
-        except Exception as e:  # a driver error: no GPU, or a CUDA/driver mismatch
-            failures.append(f"{cls.kind}: {_first_line(e)}")
-    if failures:
-        raise ModelError("cannot use the GPU (" + "; ".join(failures) + ")")
-    raise ModelError("TensorRT needs pycuda or cuda-python for GPU memory, neither is installed: pip install "
-                     "pycuda (on Jetson it compiles against JetPack's CUDA; put /usr/local/cuda/bin on PATH first) "
-                     "or cuda-python matching the CUDA version ('cuda-python<12' on JetPack 5, '<13' on JetPack 6)")
 
 
 def runtime_identity(trt, cuda) -> RuntimeIdentity:
@@ -630,185 +459,8 @@ class TensorRTBackend(Backend):
         self.runtime = None
 
 
-# -- engines built in the background ---------------------------------------------------------------
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-class EngineBuildInProgress(Backend):
-    """Stands in for a TensorRT backend while its engine is built on a background thread, so a node
-    starts (and reports "building engine" in /diagnostics) instead of blocking for minutes.
-
-    status: "building engine", then "ready" or "failed: <reason>". inputs/outputs come from the ONNX
-    model until the engine is loaded; run() raises a ModelError until then and afterwards delegates.
-    """
-
-    name = "tensorrt"
-
-    def __init__(self, onnx_path: str, onnx: OnnxIO, settings: BuildSettings, engine_path: str,
-                 build: Callable[[threading.Event], Any], load: Callable[[], Backend], start: bool = True):
-        self.path = str(onnx_path)
-        self.engine_path = str(engine_path)
-        self.settings = settings
-        self.metadata = dict(onnx.metadata)
-        batch = None if settings.dynamic_batch else settings.batch.max
-        self._inputs = [TensorSpec(t.name, (batch,) + tuple(dims), t.dtype)
-                        for t, (_, dims) in zip(onnx.inputs, settings.inputs)]
-        self._outputs = [TensorSpec(t.name, (batch,) + tuple(t.shape[1:]), t.dtype) for t in onnx.outputs]
-        self._build, self._load = build, load
-        self._backend: Backend | None = None
-        self._state, self._error = "building", ""
-        self._cancel, self._done = threading.Event(), threading.Event()
-        self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._work, name="tensorrt-engine-build", daemon=True)
-        if start:
-            self._thread.start()
-
-    def _work(self) -> None:
-        try:
-            self._build(self._cancel)
-            if self._cancel.is_set():
-                self._state, self._error = "failed", "cancelled"
-                return
-            self._backend = self._load()
-            self._state = "ready"
-            log.warning("TensorRT engine %s ready after %.0f s", self.engine_path, time.monotonic() - self.started)
-        except Exception as e:
-            self._state, self._error = "failed", _first_line(e)
-            log.error("building the TensorRT engine for %s failed: %s", self.path, self._error)
-        finally:
-            self._done.set()
-
-    @property
-    def status(self) -> str:
-        return {"building": "building engine", "ready": "ready"}.get(self._state, f"failed: {self._error}")
-
-    @property
-    def building(self) -> bool:
-        return self._state == "building"
-
-    @property
-    def ready(self) -> bool:
-        return self._state == "ready"
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the build ends; True when the engine is ready."""
-        self._done.wait(timeout)
-        return self.ready
-
-    @property
-    def inputs(self) -> list[TensorSpec]:  # type: ignore[override]
-        return self._backend.inputs if self._backend is not None else self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:  # type: ignore[override]
-        return self._backend.outputs if self._backend is not None else self._outputs
-
-    @property
-    def max_batch(self) -> int | None:
-        return self.settings.batch.max
-
-    def batch_sizes(self, n: int) -> list[int]:
-        return split_batch(n, [self.settings.batch])
-
-    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        backend = self._backend
-        if backend is not None:
-            return backend.run(tensor)
-        if self._state == "failed":
-            raise ModelError(f"building the TensorRT engine for {self.path} failed: {self._error}")
-        raise ModelError(f"the TensorRT engine for {Path(self.path).name} is still being built "
-                         f"({time.monotonic() - self.started:.0f} s so far); frames are skipped until it is ready")
-
-    def close(self) -> None:
-        self._cancel.set()  # honoured between build phases (TensorRT 8.6+ progress monitor)
-        if self._backend is not None:
-            self._backend.close()
-
-
-# -- entry point used by create_backend ------------------------------------------------------------
-
-ENGINE_DEFAULTS: dict[str, Any] = {"precision": "fp16", "cache_dir": "", "auto_build": False, "workspace_mb": 1024,
-                                   "dla_core": -1, "max_batch": 4, "check_sidecar": True, "timing_cache": "",
-                                   "input_size": None}
-
-
-def _options(engine_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    opts = dict(ENGINE_DEFAULTS)
-    opts.update({k: v for k, v in (engine_options or {}).items() if v is not None})
-    return opts
-
-
-def create_tensorrt_backend(path: str, engine_options: Mapping[str, Any] | None = None) -> Backend:
-    """A .engine/.plan file: its sidecar checked against this TensorRT and GPU, then loaded. An .onnx
-    model: its cached engine; if there is none, a background build (engine.auto_build) or a ModelError
-    with the build-engine command that makes it."""
-    opts = _options(engine_options)
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in ENGINE_SUFFIXES + (".onnx",):
-        raise ModelError(f"{path}: TensorRT takes a serialized engine (.engine/.plan) or an .onnx model")
-    trt = import_tensorrt()
-    cuda = cuda_memory()
-    identity = runtime_identity(trt, cuda)
-    if suffix != ".onnx":
-        data = p.read_bytes()
-        check = check_engine(p, identity, require_sidecar=bool(opts["check_sidecar"]), engine_sha256=sha256_bytes(data))
-        for warning in check.warnings:
-            log.warning(warning)
-        return TensorRTBackend(str(p), data, check.sidecar, cuda=cuda)
-    return _backend_for_onnx(p, opts, cuda, identity)
-
-
-def _backend_for_onnx(p: Path, opts: dict[str, Any], cuda, identity: RuntimeIdentity) -> Backend:
-    from perception_edge.tools.build_engine import build_command, build_engine_file
-
-    onnx_bytes = p.read_bytes()
-    onnx = read_onnx_io(onnx_bytes)
-    if opts["precision"] == "int8":
-        raise ConfigError(f"engine.precision int8: an INT8 engine needs calibration frames; build it with "
-                          f"perception-edge build-engine {p} --precision int8 --calibration FRAMES "
-                          "and set the model parameter to the .engine it writes")
-    settings = make_settings(onnx, opts["precision"], max_batch=None, workspace_mb=opts["workspace_mb"],
-                             dla_core=opts["dla_core"], input_size=opts.get("input_size"),
-                             default_max_batch=int(opts["max_batch"]))
-    onnx_sha = sha256_bytes(onnx_bytes)
-    key = cache_key(onnx_sha, settings, identity)
-    engine_path = engine_path_for(p, settings, key, opts["cache_dir"])
-    command = build_command(str(p), settings, cache_dir=opts["cache_dir"], input_size=opts.get("input_size"))
-    if engine_path.is_file():
-        data = engine_path.read_bytes()
-        try:
-            check = check_engine(engine_path, identity, key=key, engine_sha256=sha256_bytes(data))
-            return TensorRTBackend(str(engine_path), data, check.sidecar, cuda=cuda)
-        except ModelError as e:
-            if not opts["auto_build"]:
-                raise ModelError(f"{e} (or set engine.auto_build true)") from None
-            log.warning("%s; rebuilding", e)
-    if not opts["auto_build"]:
-        raise ModelError(f"no TensorRT engine for {p.name} ({settings.precision}, batch {settings.batch}, "
-                         f"{identity.describe()}) in {engine_path.parent}: build it with `{command}`, "
-                         "or set engine.auto_build true to build it in the background")
-    timing_cache = opts.get("timing_cache") or str(
-        engine_path.parent / f"timing-trt{identity.tensorrt_version}-{identity.sm}.cache")
-    log.warning("building TensorRT engine %s in the background (takes minutes on a Jetson)", engine_path)
-
-    def build(cancel: threading.Event):
-        build_engine_file(str(p), settings, str(engine_path), identity=identity, cuda=cuda, onnx_bytes=onnx_bytes,
-                          key=key, timing_cache=timing_cache, log=log.info, cancel=cancel)
-
-    def load() -> Backend:
-        data = engine_path.read_bytes()
-        check = check_engine(engine_path, identity, key=key, engine_sha256=sha256_bytes(data))
-        return TensorRTBackend(str(engine_path), data, check.sidecar, cuda=cuda)
-
-    return EngineBuildInProgress(str(p), onnx, settings, str(engine_path), build, load)
-
-
 __all__ = [
-    "TensorRTBackend", "EngineBuildInProgress", "create_tensorrt_backend", "TensorRTNotInstalled",
-    "import_tensorrt", "cuda_memory", "runtime_identity", "describe_engine", "detect_api", "plan_io",
-    "EngineDescription", "TensorInfo", "IOPlan", "TensorPlan", "numpy_dtype", "API_TENSORS", "API_BINDINGS",
+    "TensorRTBackend", "TensorRTNotInstalled", "import_tensorrt", "trt_logger", "runtime_identity",
+    "describe_engine", "detect_api", "plan_io", "EngineDescription", "TensorInfo", "IOPlan", "TensorPlan",
+    "numpy_dtype", "API_TENSORS", "API_BINDINGS",
 ]
