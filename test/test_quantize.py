@@ -56,7 +56,7 @@ def test_cli_quantizes_per_channel_keeps_metadata_and_agrees_with_fp32(tmp_path,
 
 
 def test_opset_12_and_float16_weights_are_quantized(tmp_path, frame_paths):
-    from perception_edge.tools.train_det import store_weights_fp16
+    from perception_edge.training.detection import store_weights_fp16
 
     fp32 = segmentation_graph(tmp_path / "seg.onnx", classes=3, stride=1)
     m = onnx.load(str(fp32))

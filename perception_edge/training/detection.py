@@ -1,4 +1,5 @@
-"""`perception-edge train-det`: train a YOLOv5 detector (perception_edge.models.yolov5) on CPU or GPU.
+"""YOLOv5 detector training (perception_edge.models.yolov5) on CPU or GPU: the detection task of the
+training loop (perception_edge.training.loop); `perception-edge train-det` is its command line.
 
 Data: a data set folder with YOLO labels (images/ + labels/, see perception_edge.data.dataset) or
 synthetic scenes rendered on the fly (``--synthetic N``, classes of perception_edge.data.synthetic).
@@ -16,18 +17,16 @@ EMA weights), model.onnx, history.json.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from perception_edge.core.errors import ConfigError, ModelError
+from perception_edge.training.loop import Trainer
 
 BALANCE = (4.0, 1.0, 0.4)
 ANCHOR_T = 4.0
@@ -359,27 +358,6 @@ def evaluate(model, source, cfg: DetConfig, names: Sequence[str], conf: float = 
     return meter.result()
 
 
-def _sources(cfg: DetConfig):
-    from perception_edge.data.dataset import DatasetFolder, SampleSource, split_folder
-
-    if cfg.data:
-        folder = DatasetFolder(cfg.data, need_labels=True)
-        train_idx, val_idx = split_folder(folder, 0.1)
-        if cfg.val:
-            val_idx = val_idx[:cfg.val]
-        names = folder.classes
-        if not names:
-            raise ConfigError(f"{cfg.data}: no classes.txt with the box class names")
-        return SampleSource(folder, train_idx), (SampleSource(folder, val_idx) if val_idx else None), names
-    if cfg.synthetic <= 0:
-        raise ConfigError("give --data DIR or --synthetic N")
-    from perception_edge.data.synthetic import CLASSES
-
-    n_val = cfg.val or max(16, cfg.synthetic // 10)
-    return (SampleSource(synthetic=cfg.synthetic, seed=cfg.seed, size=cfg.synthetic_size),
-            SampleSource(synthetic=n_val, seed=cfg.seed + 1_000_003, size=cfg.synthetic_size), list(CLASSES))
-
-
 def _param_groups(model, weight_decay: float):
     import torch.nn as nn
 
@@ -396,192 +374,130 @@ def _param_groups(model, weight_decay: float):
             {"params": bias, "weight_decay": 0.0, "kind": "bias"}]
 
 
-def _train(cfg: DetConfig) -> dict[str, object]:
-    import torch
-    from torch.utils.data import DataLoader
+class DetTrainer(Trainer):
+    """The official YOLOv5 loss, SGD (Nesterov) or AdamW with YOLOv5's parameter groups and warm-up,
+    cosine learning rate, gradient clipping, EMA of the weights (validated and saved). Best: mAP@0.5."""
 
-    from perception_edge.tools.train_seg import _Progress, _progress
+    task = "train-det"
+    best_key = "best_map"
+    collate = staticmethod(collate)
 
-    h, w = cfg.input_hw
-    if h % 32 or w % 32:
-        raise ConfigError(f"--img-size {w}x{h}: both sides must be multiples of 32 (the largest YOLOv5 stride)")
-    if cfg.optimizer not in ("sgd", "adamw"):
-        raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_src, val_src, names = _sources(cfg)
-    names = list(cfg.class_names) or list(names)
-    cfg.class_names = names
-    model = build_model(cfg, len(names), names)
-    if cfg.init:
-        init_model, _ = load_checkpoint(cfg.init)
-        model.load_state_dict(init_model.state_dict(), strict=False)
-    n_params = sum(p.numel() for p in model.parameters())
-    model = model.to(memory_format=torch.channels_last)  # oneDNN's fast layout on CPU (2x here)
-    loss_fn = YoloLoss(model, cfg.input_hw)
-    groups = _param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.937, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.937, 0.999))
-    ema = ModelEMA(model)
-    steps_per_epoch = len(train_src) // cfg.batch
-    if steps_per_epoch < 1:
-        raise ConfigError(f"{len(train_src)} training samples are fewer than one batch of {cfg.batch}")
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    warmup = max(1, min(300, total // 10))
-    history: list[dict[str, object]] = []
-    best, step = -1.0, 0
-    t_start = time.time()
-    cpu_start = time.process_time()
-    if not cfg.quiet:
-        print(f"train-det: YOLOv5{cfg.variant} ({n_params / 1e6:.2f} M parameters, {len(names)} classes), "
-              f"{len(train_src)} training / {len(val_src) if val_src else 0} validation samples, input {w}x{h}, "
-              f"{cfg.epochs} epochs x {steps_per_epoch} steps", flush=True)
-    for epoch in range(cfg.epochs):
-        if step >= total or _progress(step, total, t_start, cfg.time_limit) >= 1.0:
-            break
-        src = train_src
-        if cfg.fresh_synthetic and not cfg.data and epoch > 0:
-            from perception_edge.data.dataset import SampleSource
+    def check(self) -> None:
+        cfg = self.cfg
+        h, w = cfg.input_hw
+        if h % 32 or w % 32:
+            raise ConfigError(f"--img-size {w}x{h}: both sides must be multiples of 32 (the largest YOLOv5 stride)")
+        if cfg.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
 
-            src = SampleSource(synthetic=cfg.synthetic, seed=cfg.seed + 7919 * epoch, size=cfg.synthetic_size)
-        loader = DataLoader(_DetData(src, cfg, True, epoch), batch_size=cfg.batch, shuffle=True, drop_last=True,
-                            num_workers=cfg.workers, collate_fn=collate,
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        model.train()
-        bar = _Progress(min(steps_per_epoch, total - step), f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet)
-        losses, parts = [], []
-        t0 = time.time()
-        for x, targets in loader:
-            progress = _progress(step, total, t_start, cfg.time_limit)
-            if step >= total or progress >= 1.0:
-                break
-            lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-            for g in opt.param_groups:
-                if step < warmup:  # official warm-up: bias lr from 0.1 down, others from 0 up
-                    f = step / warmup
-                    g["lr"] = (0.1 * (1 - f) + lr * f) if (g["kind"] == "bias" and cfg.optimizer == "sgd") else lr * f
-                    if cfg.optimizer == "sgd":
-                        g["momentum"] = 0.8 + (0.937 - 0.8) * f
-                else:
-                    g["lr"] = lr
-            preds = model(x.contiguous(memory_format=torch.channels_last))
-            loss, items = loss_fn(preds, targets)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            ema.update(model)
-            step += 1
-            losses.append(loss.item() / cfg.batch)
-            parts.append(items.numpy())
-            bar.update(loss=float(np.mean(losses[-20:])), box=float(np.mean([p[0] for p in parts[-20:]])),
-                       obj=float(np.mean([p[1] for p in parts[-20:]])), cls=float(np.mean([p[2] for p in parts[-20:]])))
-        bar.close()
-        record: dict[str, object] = {"epoch": epoch + 1, "steps": step,
-                                     "loss": float(np.mean(losses)) if losses else None,
-                                     "loss_parts": (np.mean(parts, 0).round(5).tolist() if parts else None),
-                                     "train_s": round(time.time() - t0, 1)}
-        score = -float(record["loss"] or 0)
-        if val_src is not None and len(val_src):
-            res = evaluate(ema.ema, val_src, cfg, names)
-            record["map50"] = round(res.map, 4)
-            record["ap50"] = {names[i]: (None if np.isnan(v) else round(float(v), 4)) for i, v in enumerate(res.ap)}
-            score = res.map
-        history.append(record)
-        ck = {"config": asdict(cfg), "state_dict": ema.ema.state_dict(), "epoch": epoch + 1, "metrics": record,
-              "class_names": names}
-        torch.save(ck, out / "last.pt")
-        if score > best:
-            best = score
-            torch.save(ck, out / "best.pt")
-        if not cfg.quiet:
-            m = f"  val mAP@0.5 {record['map50']:.4f} {record['ap50']}" if "map50" in record else ""
-            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}{m}  ({time.time() - t_start:.0f} s)", flush=True)
-    elapsed = time.time() - t_start
-    cpu = time.process_time() - cpu_start  # all threads of this process: independent of other load
-    (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history,
-                                                  "train_seconds": round(elapsed, 1),
-                                                  "cpu_seconds": round(cpu, 1)}, indent=1))
-    onnx_path = ""
-    if cfg.export:
+    def open_folder(self, path: str):
+        from perception_edge.data.dataset import DatasetFolder
+
+        folder = DatasetFolder(path, need_labels=True)
+        if not folder.classes:
+            raise ConfigError(f"{path}: no classes.txt with the box class names")
+        return folder, folder.classes
+
+    def synthetic_source(self, count: int, seed: int):
+        from perception_edge.data.dataset import SampleSource
+
+        return SampleSource(synthetic=count, seed=seed, size=self.cfg.synthetic_size)
+
+    def synthetic_names(self) -> list[str]:
+        from perception_edge.data.synthetic import CLASSES
+
+        return list(CLASSES)
+
+    def make_model(self, names: Sequence[str]):
+        return build_model(self.cfg, len(names), names)
+
+    def load_checkpoint(self, path: str):
+        return load_checkpoint(path)
+
+    def setup(self, model, total: int) -> None:
+        import torch
+
+        cfg = self.cfg
+        self.loss_fn = YoloLoss(model, cfg.input_hw)
+        groups = _param_groups(model, cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.937, nesterov=True)
+        else:
+            self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.937, 0.999))
+        self.ema = ModelEMA(model)
+        self.warmup = max(1, min(300, total // 10))
+
+    def dataset(self, source, epoch: int):
+        return _DetData(source, self.cfg, True, epoch)
+
+    def set_lr(self, step: int, progress: float) -> None:
+        cfg = self.cfg
+        lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        for g in self.opt.param_groups:
+            if step < self.warmup:  # official warm-up: bias lr from 0.1 down, others from 0 up
+                f = step / self.warmup
+                g["lr"] = (0.1 * (1 - f) + lr * f) if (g["kind"] == "bias" and cfg.optimizer == "sgd") else lr * f
+                if cfg.optimizer == "sgd":
+                    g["momentum"] = 0.8 + (0.937 - 0.8) * f
+            else:
+                g["lr"] = lr
+
+    def compute_loss(self, model, batch):
+        import torch
+
+        x, targets = batch
+        preds = model(x.contiguous(memory_format=torch.channels_last))
+        loss, items = self.loss_fn(preds, targets)
+        return loss, loss.item() / self.cfg.batch, items.numpy()
+
+    def optimizer_step(self, model) -> None:
+        import torch
+
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        self.opt.step()
+        self.ema.update(model)
+
+    def progress_info(self, losses, parts):
+        return {"loss": float(np.mean(losses[-20:])), "box": float(np.mean([p[0] for p in parts[-20:]])),
+                "obj": float(np.mean([p[1] for p in parts[-20:]])), "cls": float(np.mean([p[2] for p in parts[-20:]]))}
+
+    def epoch_extras(self, losses, parts):
+        return {"loss_parts": (np.mean(parts, 0).round(5).tolist() if parts else None)}
+
+    def eval_model(self, model):
+        return self.ema.ema
+
+    def validate(self, model, source, names):
+        res = evaluate(model, source, self.cfg, names)
+        return {"map50": round(res.map, 4),
+                "ap50": {names[i]: (None if np.isnan(v) else round(float(v), 4)) for i, v in enumerate(res.ap)}}, res.map
+
+    def header(self, n_params, names, train_src, val_src, steps_per_epoch) -> str:
+        cfg = self.cfg
+        h, w = cfg.input_hw
+        return (f"train-det: YOLOv5{cfg.variant} ({n_params / 1e6:.2f} M parameters, {len(names)} classes), "
+                f"{len(train_src)} training / {len(val_src) if val_src else 0} validation samples, input {w}x{h}, "
+                f"{cfg.epochs} epochs x {steps_per_epoch} steps")
+
+    def summary(self, record) -> str:
+        return f"  val mAP@0.5 {record['map50']:.4f} {record['ap50']}" if "map50" in record else ""
+
+    def export(self, best, out: Path, names: Sequence[str]) -> str:
         from perception_edge.models.export import export_onnx
 
-        best_model, _ = load_checkpoint(str(out / "best.pt"))
+        cfg = self.cfg
         # dynamic batch: the camera fusion node sends all cameras of a step through one call
-        onnx_path = export_onnx(best_model, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1,
-                                dynamic_batch=True)
+        onnx_path = export_onnx(best, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1, dynamic_batch=True)
         if cfg.fp16_weights:
             store_weights_fp16(onnx_path)
-        if not cfg.quiet:
-            print(f"exported {onnx_path}")
-    return {"history": history, "best_map": best, "best": str(out / "best.pt"), "onnx": onnx_path,
-            "train_seconds": elapsed, "cpu_seconds": cpu,
-            "parameters": n_params}
+        return onnx_path
 
 
 def train(cfg: DetConfig) -> dict[str, object]:
-    """Train; returns a dict with the history, best score, checkpoint and ONNX paths, timings.
+    """Train; returns a dict with the history, best_map, checkpoint and ONNX paths, timings.
     cfg.threads sets torch's CPU threads for the run (restored afterwards)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _train(cfg)
-    finally:
-        torch.set_num_threads(previous)
+    return DetTrainer(cfg).run()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from perception_edge.data.dataset import parse_size
-
-    ap = argparse.ArgumentParser(prog="perception-edge train-det", description=__doc__.split("\n\n")[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="data set folder (images/ + labels/ + classes.txt)")
-    src.add_argument("--synthetic", type=int, help="number of synthetic training scenes rendered on the fly")
-    ap.add_argument("--variant", choices=("n", "s", "m", "l", "x"), default="n")
-    ap.add_argument("--width-multiple", type=float, default=0.0, help="override the variant's channel multiple")
-    ap.add_argument("--depth-multiple", type=float, default=0.0, help="override the variant's depth multiple")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--img-size", default="384x224", help="model input WIDTHxHEIGHT (multiples of 32)")
-    ap.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    ap.add_argument("--lr", type=float, default=0.0, help="initial learning rate (default: sgd 0.01, adamw 0.002)")
-    ap.add_argument("--mosaic", type=float, default=0.0, help="probability of a 4-frame mosaic per sample")
-    ap.add_argument("--out", default="runs/det")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--val", type=int, default=0, help="validation samples (default: 10%%)")
-    ap.add_argument("--synthetic-size", default="640x360", help="rendered scene size WIDTHxHEIGHT")
-    ap.add_argument("--fresh-synthetic", action="store_true", help="render new synthetic scenes every epoch")
-    ap.add_argument("--no-augment", action="store_true")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--max-steps", type=int, default=0)
-    ap.add_argument("--time-limit", type=float, default=0.0, help="stop after this many minutes of training")
-    ap.add_argument("--init", default="", help="start from this train-det checkpoint")
-    ap.add_argument("--no-export", action="store_true")
-    ap.add_argument("--fp16-weights", action="store_true",
-                    help="store the exported ONNX weights as float16 (half the size; computes in float32)")
-    args = ap.parse_args(argv)
-    lr = args.lr or (0.01 if args.optimizer == "sgd" else 0.002)
-    cfg = DetConfig(variant=args.variant, width_multiple=args.width_multiple, depth_multiple=args.depth_multiple,
-                    data=args.data or "", synthetic=args.synthetic or 0, fresh_synthetic=args.fresh_synthetic,
-                    synthetic_size=parse_size(args.synthetic_size), val=args.val, epochs=args.epochs,
-                    batch=args.batch, img_size=parse_size(args.img_size), optimizer=args.optimizer, lr=lr,
-                    mosaic=args.mosaic, out=args.out, seed=args.seed, threads=args.threads, workers=args.workers,
-                    augment=not args.no_augment, export=not args.no_export, fp16_weights=args.fp16_weights, max_steps=args.max_steps,
-                    time_limit=args.time_limit, init=args.init)
-    result = train(cfg)
-    print(f"done in {result['train_seconds']:.0f} s; best validation mAP@0.5 {result['best_map']:.4f}; "
-          f"checkpoint {result['best']}" + (f"; ONNX {result['onnx']}" if result["onnx"] else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["DetConfig", "DetTrainer", "YoloLoss", "bbox_ciou", "collate", "store_weights_fp16", "build_model",
+           "load_checkpoint", "ModelEMA", "evaluate", "train"]
