@@ -161,7 +161,7 @@ def _layer_breaks() -> set[tuple[str, str]]:
 def test_the_walk_sees_the_package():
     """The walk finds every part of the package and the imports between them (guards the test itself)."""
     assert {f"{PKG}.core.sync", f"{PKG}.backends.tensorrt.runtime", f"{PKG}.tools.cli", f"{PKG}.pipeline",
-            f"{PKG}.data.dataset"} <= set(MODULES)
+            f"{PKG}.data.dataset", f"{PKG}.training.loop"} <= set(MODULES)
     assert f"{PKG}.core.transform" in EDGES[f"{PKG}.core.preprocess"]
     assert f"{PKG}.backends.tensorrt.cache" in EDGES[f"{PKG}.backends.tensorrt.runtime"]
     assert all(_layer(m) is not None or any(_inside(m, c) for c in CLI) or m == PKG for m in MODULES), \
@@ -206,6 +206,11 @@ MOVED = [
     ("perception_edge.backends.engine_cache", "check_engine", "perception_edge.backends.tensorrt.cache"),
     ("perception_edge.backends.engine_cache", "read_onnx_io", "perception_edge.backends.tensorrt.onnx_io"),
     ("perception_edge.backends.engine_cache", "sha256_file", "perception_edge.core.files"),
+    ("perception_edge.tools.build_engine", "CalibrationBatches", "perception_edge.core.calibration"),
+    ("perception_edge.tools.build_engine", "build_command", "perception_edge.backends.tensorrt.commands"),
+    ("perception_edge.tools.train_det", "YoloLoss", "perception_edge.training.detection"),
+    ("perception_edge.tools.train_det", "store_weights_fp16", "perception_edge.training.detection"),
+    ("perception_edge.tools.train_seg", "seg_loss", "perception_edge.training.segmentation"),
 ]
 
 
