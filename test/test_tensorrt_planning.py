@@ -360,7 +360,7 @@ def test_last_partial_calibration_batch():
 
 
 def test_calibration_batches_from_real_frames(frame_paths):
-    from perception_edge.tools.frame_sources import iter_frames
+    from perception_edge.data.frame_sources import iter_frames
 
     folder = str(frame_paths[0].parent)
     batches = CalibrationBatches(iter_frames(folder), (640, 640), batch_size=4)

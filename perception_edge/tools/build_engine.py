@@ -102,7 +102,7 @@ def _same_file(a: str, b: str) -> bool:
 
 def resolve(args: argparse.Namespace) -> BuildRequest:
     """Validate the arguments (no TensorRT needed) into a BuildRequest."""
-    from perception_edge.tools.frame_sources import image_topic, source_kind
+    from perception_edge.data.frame_sources import image_topic, source_kind
 
     model = Path(args.model)
     if model.suffix.lower() != ".onnx":
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     from perception_edge.backends.tensorrt.builder import build_engine_file
     from perception_edge.backends.tensorrt.cuda import cuda_memory
     from perception_edge.backends.tensorrt.runtime import import_tensorrt, runtime_identity
-    from perception_edge.tools.frame_sources import iter_frames
+    from perception_edge.data.frame_sources import iter_frames
 
     trt = import_tensorrt()
     cuda = cuda_memory()

@@ -24,8 +24,8 @@ COMMANDS = {
     "bench": ("perception_edge.tools.bench", "main", "per-stage latency of the pipeline on real frames"),
     "bench-ros": ("perception_edge.tools.bench_ros", "main", "end-to-end latency through the ROS container"),
     "replay": ("perception_edge.tools.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
-    "generate-data": ("perception_edge.data.dataset", "main_generate", "synthetic driving scenes with ground truth"),
-    "import-carla": ("perception_edge.data.dataset", "main_import_carla", "CARLA captures -> lane-mask dataset"),
+    "generate-data": ("perception_edge.tools.generate_data", "main", "synthetic driving scenes with ground truth"),
+    "import-carla": ("perception_edge.tools.import_carla", "main", "CARLA captures -> lane-mask dataset"),
     "train-seg": ("perception_edge.tools.train_seg", "main", "train a lane segmentation model (U-Net / DDRNet) [torch]"),
     "train-det": ("perception_edge.tools.train_det", "main", "train the YOLOv5 detector [torch]"),
 }

@@ -168,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from perception_edge.backends import create_backend
-    from perception_edge.tools.frame_sources import iter_frames
+    from perception_edge.data.frame_sources import iter_frames
 
     args = parser().parse_args(argv)
     if args.calibration_frames < 1:

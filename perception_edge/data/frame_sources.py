@@ -1,8 +1,10 @@
-"""Frames from files for offline tools (engine calibration, replay, quantization): a folder of images,
-one image, a video or GIF, or an image topic of a rosbag (ROS 2 .db3/.mcap directory or ROS 1 .bag).
+"""Frames from files for offline work (engine calibration, replay, quantization, evaluation): a folder
+of images, one image, a video or GIF, or an image topic of a rosbag (ROS 2 .db3/.mcap directory or
+ROS 1 .bag).
 
-Every source yields the same tuple, (pixels, order, stamp_seconds, name): H x W x 3 uint8 pixels in
-"bgr" or "rgb" order (as the runtime preprocessor takes them), a time stamp, and a name for logs.
+Every source yields the same tuple, a SourceFrame (pixels, order, stamp_seconds, name): H x W x 3
+uint8 pixels in "bgr" or "rgb" order (as the runtime preprocessor takes them), a time stamp, and a
+name for logs.
 rosbags (pure Python) is imported only when a bag is read, so the other sources need only OpenCV.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from perception_edge.core.errors import ConfigError, InputError
 
-Frame = Tuple[np.ndarray, str, float, str]  # (pixels, "bgr"|"rgb", stamp seconds, name)
+SourceFrame = Tuple[np.ndarray, str, float, str]  # (pixels, "bgr"|"rgb", stamp seconds, name)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 VIDEO_SUFFIXES = (".gif", ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mjpeg")
@@ -45,7 +47,7 @@ def source_kind(source: str) -> str:
 
 
 def iter_frames(source: str, topic: str | None = None, limit: int | None = None,
-                stride: int = 1) -> Iterator[Frame]:
+                stride: int = 1) -> Iterator[SourceFrame]:
     """Yield (pixels, order, stamp_seconds, name) from source, every `stride`-th frame, at most `limit`.
 
     Image files are read in sorted name order; their stamp is their index in that order (a folder
@@ -84,7 +86,7 @@ def _read_image(path: Path) -> np.ndarray:
     return pixels
 
 
-def _folder_frames(source: str, topic, stride: int) -> Iterator[Frame]:
+def _folder_frames(source: str, topic, stride: int) -> Iterator[SourceFrame]:
     files = image_files(source)
     if not files:
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {source}")
@@ -92,12 +94,12 @@ def _folder_frames(source: str, topic, stride: int) -> Iterator[Frame]:
         yield _read_image(files[index]), "bgr", float(index), files[index].name
 
 
-def _image_frames(source: str, topic, stride: int) -> Iterator[Frame]:
+def _image_frames(source: str, topic, stride: int) -> Iterator[SourceFrame]:
     path = Path(source)
     yield _read_image(path), "bgr", 0.0, path.name
 
 
-def _video_frames(source: str, topic, stride: int) -> Iterator[Frame]:
+def _video_frames(source: str, topic, stride: int) -> Iterator[SourceFrame]:
     cap = cv2.VideoCapture(str(source))
     if not cap.isOpened():
         raise ConfigError(f"cannot open video {source} (OpenCV has no reader for it)")
@@ -201,7 +203,7 @@ def _message_pixels(msg, msgtype: str) -> tuple[np.ndarray, str]:
     return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data)
 
 
-def _bag_frames(source: str, topic: str | None, stride: int) -> Iterator[Frame]:
+def _bag_frames(source: str, topic: str | None, stride: int) -> Iterator[SourceFrame]:
     with _open_reader(source) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
         chosen = _pick_topic(source, topic, topics)
@@ -217,3 +219,7 @@ def _bag_frames(source: str, topic: str | None, stride: int) -> Iterator[Frame]:
                 seconds = bag_ns * 1e-9
             # Image views alias the deserialized message buffer; copy so frames outlive the reader.
             yield np.array(pixels, copy=True), order, seconds, f"{chosen}#{index}"
+
+
+__all__ = ["SourceFrame", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "BAG_SUFFIXES", "IMAGE_TYPES", "source_kind",
+           "iter_frames", "image_files", "list_image_topics", "image_topic"]
