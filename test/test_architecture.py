@@ -161,7 +161,7 @@ def _layer_breaks() -> set[tuple[str, str]]:
 def test_the_walk_sees_the_package():
     """The walk finds every part of the package and the imports between them (guards the test itself)."""
     assert {f"{PKG}.core.sync", f"{PKG}.backends.tensorrt.runtime", f"{PKG}.tools.cli", f"{PKG}.pipeline",
-            f"{PKG}.data.dataset", f"{PKG}.training.loop"} <= set(MODULES)
+            f"{PKG}.data.frame_sources", f"{PKG}.training.loop"} <= set(MODULES)
     assert f"{PKG}.core.transform" in EDGES[f"{PKG}.core.preprocess"]
     assert f"{PKG}.backends.tensorrt.cache" in EDGES[f"{PKG}.backends.tensorrt.runtime"]
     assert all(_layer(m) is not None or any(_inside(m, c) for c in CLI) or m == PKG for m in MODULES), \
@@ -199,27 +199,33 @@ def test_tensorrt_package_imports_only_core_and_backend_base():
 
 # -- old import paths keep working, with a DeprecationWarning ---------------------------------------
 
-MOVED = [
+MOVED = [  # (old module, name, new module[:new name])
     ("perception_edge.backends.tensorrt_backend", "TensorRTBackend", "perception_edge.backends.tensorrt.runtime"),
     ("perception_edge.backends.tensorrt_backend", "create_tensorrt_backend", "perception_edge.backends.tensorrt.loader"),
     ("perception_edge.backends.tensorrt_backend", "cuda_memory", "perception_edge.backends.tensorrt.cuda"),
     ("perception_edge.backends.engine_cache", "check_engine", "perception_edge.backends.tensorrt.cache"),
     ("perception_edge.backends.engine_cache", "read_onnx_io", "perception_edge.backends.tensorrt.onnx_io"),
     ("perception_edge.backends.engine_cache", "sha256_file", "perception_edge.core.files"),
+    ("perception_edge.tools.frame_sources", "iter_frames", "perception_edge.data.frame_sources"),
+    ("perception_edge.tools.frame_sources", "Frame", "perception_edge.data.frame_sources:SourceFrame"),
     ("perception_edge.tools.build_engine", "CalibrationBatches", "perception_edge.core.calibration"),
     ("perception_edge.tools.build_engine", "build_command", "perception_edge.backends.tensorrt.commands"),
     ("perception_edge.tools.train_det", "YoloLoss", "perception_edge.training.detection"),
     ("perception_edge.tools.train_det", "store_weights_fp16", "perception_edge.training.detection"),
     ("perception_edge.tools.train_seg", "seg_loss", "perception_edge.training.segmentation"),
+    ("perception_edge.data.synthetic", "Frame", "perception_edge.data.synthetic:SyntheticFrame"),
 ]
+ALIAS_MODULES = ("perception_edge.backends.tensorrt_backend", "perception_edge.backends.engine_cache",
+                 "perception_edge.tools.frame_sources")  # whole modules that warn when imported
 
 
-@pytest.mark.parametrize("old, name, new", MOVED, ids=lambda v: v if "." not in v else v.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("old, name, new", MOVED, ids=lambda v: v.rsplit(".", 1)[-1])
 def test_old_import_paths_still_work_and_warn(old, name, new):
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match="deprecated|moved"):
-        module = importlib.import_module(old)
-        obj = getattr(module, name)
+    new_module, _, new_name = new.partition(":")
+    if old in ALIAS_MODULES:
+        sys.modules.pop(old, None)  # imported afresh, so that the import warns here
+    with pytest.warns(DeprecationWarning, match="deprecated|moved|is now"):
+        obj = getattr(importlib.import_module(old), name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the new home itself does not warn
-        assert obj is getattr(importlib.import_module(new), name)
+        assert obj is getattr(importlib.import_module(new_module), new_name or name)
