@@ -28,6 +28,8 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from perception_edge.core.deprecation import moved_names
+
 CLASSES = ["car", "truck", "pedestrian", "traffic_sign"]
 CAR, TRUCK, PEDESTRIAN, TRAFFIC_SIGN = range(4)
 MASK_BACKGROUND, MASK_LANE, MASK_DRIVABLE = 0, 1, 2
@@ -943,10 +945,5 @@ def scene_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(1)[0])
 
 
-def __getattr__(name: str):
-    if name == "Frame":  # its name until perception_edge.core.sync.Frame became the only Frame
-        import warnings
-
-        warnings.warn("perception_edge.data.synthetic.Frame is now SyntheticFrame", DeprecationWarning, stacklevel=2)
-        return SyntheticFrame
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# SyntheticFrame's name until perception_edge.core.sync.Frame became the only Frame
+__getattr__ = moved_names(__name__, {"Frame": f"{__name__}:SyntheticFrame"})

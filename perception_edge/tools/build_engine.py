@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from perception_edge.backends.tensorrt.cache import (
 from perception_edge.backends.tensorrt.calibrators import CalibrationPlan, calibration_digest
 from perception_edge.backends.tensorrt.commands import trtexec_command
 from perception_edge.backends.tensorrt.onnx_io import OnnxIO, read_onnx_io
+from perception_edge.core.deprecation import moved_names
 from perception_edge.core.errors import ConfigError, ModelError
 from perception_edge.core.files import sha256_file
 
@@ -268,14 +268,7 @@ _MOVED = {"CalibrationBatches": "perception_edge.core.calibration",
           "build_engine_file": "perception_edge.backends.tensorrt.builder"}
 
 
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        warnings.warn(f"perception_edge.tools.build_engine.{name} moved to {_MOVED[name]}.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 __all__ = ["main", "parser", "resolve", "BuildRequest"]

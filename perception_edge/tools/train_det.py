@@ -5,9 +5,10 @@ The command line of perception_edge.training.detection (data, loss, outputs: see
 from __future__ import annotations
 
 import argparse
-import warnings
 from typing import Sequence
 
+from perception_edge.core.deprecation import moved_names
+from perception_edge.training import detection
 from perception_edge.training.detection import DetConfig, train
 
 
@@ -57,14 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Library names that lived here before perception_edge.training: still importable, with a warning.
-def __getattr__(name: str):
-    from perception_edge.training import detection as library
-
-    if name in library.__all__:
-        warnings.warn(f"perception_edge.tools.train_det.{name} moved to perception_edge.training.detection.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(library, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {name: detection.__name__ for name in detection.__all__})
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ The command line of perception_edge.training.segmentation (data, loss, outputs: 
 from __future__ import annotations
 
 import argparse
-import warnings
 from typing import Sequence
 
+from perception_edge.core.deprecation import moved_names
+from perception_edge.training import segmentation
 from perception_edge.training.segmentation import ARCHS, SegConfig, train
 
 
@@ -59,14 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Library names that lived here before perception_edge.training: still importable, with a warning.
-def __getattr__(name: str):
-    from perception_edge.training import segmentation as library
-
-    if name in library.__all__:
-        warnings.warn(f"perception_edge.tools.train_seg.{name} moved to perception_edge.training.segmentation.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(library, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {name: segmentation.__name__ for name in segmentation.__all__})
 
 
 if __name__ == "__main__":

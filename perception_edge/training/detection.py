@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from perception_edge.core.errors import ConfigError, ModelError
-from perception_edge.training.loop import Trainer
+from perception_edge.core.errors import ConfigError
+from perception_edge.training.loop import TrainConfig, Trainer, read_checkpoint
 
 BALANCE = (4.0, 1.0, 0.4)
 ANCHOR_T = 4.0
@@ -34,38 +34,19 @@ OFFSET_G = 0.5
 
 
 @dataclass
-class DetConfig:
-    variant: str = "n"
-    width_multiple: float = 0.0  # 0: the variant's
-    depth_multiple: float = 0.0
-    data: str = ""
-    synthetic: int = 0
-    fresh_synthetic: bool = False
-    synthetic_size: tuple[int, int] = (640, 360)
-    val: int = 0
+class DetConfig(TrainConfig):
     epochs: int = 30
     batch: int = 16
     img_size: tuple[int, int] = (384, 224)  # (W, H), multiples of 32
-    optimizer: str = "sgd"
     lr: float = 0.01
     weight_decay: float = 5e-4
-    mosaic: float = 0.0
     out: str = "runs/det"
-    seed: int = 0
-    threads: int = 0
-    workers: int = 0
-    augment: bool = True
-    export: bool = True
+    variant: str = "n"
+    width_multiple: float = 0.0  # 0: the variant's
+    depth_multiple: float = 0.0
+    optimizer: str = "sgd"
+    mosaic: float = 0.0
     fp16_weights: bool = False  # store the exported weights as float16 (half the file, float32 compute)
-    max_steps: int = 0
-    time_limit: float = 0.0
-    init: str = ""
-    quiet: bool = False
-    class_names: list[str] = field(default_factory=list)
-
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return int(self.img_size[1]), int(self.img_size[0])
 
 
 # ------------------------------------------------------------------------------------------ loss
@@ -299,13 +280,7 @@ def build_model(cfg: DetConfig, nc: int, names: Sequence[str]):
 
 def load_checkpoint(path: str):
     """A train-det checkpoint -> (YOLOv5 in eval mode, checkpoint dict)."""
-    import torch
-
-    if not Path(path).is_file():
-        raise ModelError(f"checkpoint not found: {path}")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or "state_dict" not in ck or "config" not in ck:
-        raise ModelError(f"{path} is not a train-det checkpoint")
+    ck = read_checkpoint(path, "train-det")
     c = DetConfig(**{k: v for k, v in ck["config"].items() if k in DetConfig.__dataclass_fields__})
     model = build_model(c, len(ck["class_names"]), ck["class_names"])
     model.load_state_dict(ck["state_dict"])

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from perception_edge.core.errors import ConfigError
+from perception_edge.core.errors import ConfigError, ModelError
 
 
 class Progress:
@@ -68,18 +68,56 @@ def training_progress(step: int, total: int, t_start: float, time_limit_min: flo
     return p
 
 
-class Trainer:
-    """The loop; a task subclasses it and fills in the hooks below.
+@dataclass
+class TrainConfig:
+    """What the loop reads; each task's config extends it (and sets its own defaults)."""
+    data: str = ""  # data set folder; else `synthetic` scenes rendered on the fly
+    synthetic: int = 0
+    fresh_synthetic: bool = False  # render new synthetic scenes every epoch
+    synthetic_size: tuple[int, int] = (640, 360)  # (W, H) of rendered scenes
+    val: int = 0  # validation samples (0: 10% of the data, at least 16)
+    epochs: int = 10
+    batch: int = 8
+    img_size: tuple[int, int] = (320, 192)  # (W, H)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    out: str = "runs/train"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    workers: int = 0  # data loader processes
+    augment: bool = True
+    export: bool = True
+    max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
+    time_limit: float = 0.0  # minutes of training (0: no limit); the LR schedule follows the elapsed fraction
+    init: str = ""  # start from this checkpoint
+    quiet: bool = False
+    class_names: list[str] = field(default_factory=list)
 
-    cfg needs: data, synthetic, fresh_synthetic, val, epochs, batch, out, seed, threads, workers,
-    export, max_steps, time_limit, init, quiet, class_names (the task configs are dataclasses).
-    """
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return int(self.img_size[1]), int(self.img_size[0])
+
+
+def read_checkpoint(path: str, task: str) -> dict[str, Any]:
+    """The dict a Trainer saved (config, state_dict, epoch, metrics, class_names); ModelError otherwise."""
+    import torch
+
+    if not Path(path).is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or "state_dict" not in ck or "config" not in ck:
+        raise ModelError(f"{path} is not a {task} checkpoint")
+    return ck
+
+
+class Trainer:
+    """The loop over a TrainConfig; a task subclasses it and fills in the hooks below."""
 
     task = "train"  # command name in messages
     best_key = "best_score"  # the result key of the best validation score
     collate = None  # DataLoader collate_fn (None: torch's default)
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.opt = None  # set by setup()
 
@@ -278,4 +316,4 @@ class Trainer:
                 "train_seconds": elapsed, "cpu_seconds": cpu, "parameters": n_params}
 
 
-__all__ = ["Trainer", "Progress", "warmup_cosine_lr", "training_progress"]
+__all__ = ["TrainConfig", "Trainer", "Progress", "read_checkpoint", "warmup_cosine_lr", "training_progress"]

@@ -15,52 +15,28 @@ validation IoU of the foreground classes), model.onnx (best weights), history.js
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from perception_edge.core.errors import ConfigError, ModelError
-from perception_edge.training.loop import Trainer, warmup_cosine_lr
+from perception_edge.core.errors import ConfigError
+from perception_edge.training.loop import TrainConfig, Trainer, read_checkpoint, warmup_cosine_lr
 
 ARCHS = ("unet", "ddrnet23-slim")
 
 
 @dataclass
-class SegConfig:
-    arch: str = "unet"
-    classes: int = 2
-    data: str = ""
-    synthetic: int = 0
-    fresh_synthetic: bool = False
-    synthetic_size: tuple[int, int] = (640, 360)  # (W, H) of rendered scenes
-    val: int = 0  # validation samples (0: 10% of the data, at least 16)
-    epochs: int = 10
-    batch: int = 8
-    img_size: tuple[int, int] = (320, 192)  # (W, H)
-    resize_mode: str = "letterbox"
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+class SegConfig(TrainConfig):
     out: str = "runs/seg"
-    seed: int = 0
+    arch: str = "unet"
+    classes: int = 2  # with the background; 2 trains a binary 1-channel model
+    resize_mode: str = "letterbox"
     unet_base: int = 16
     unet_depth: int = 4
     unet_stem_stride: int = 1
     aux_weight: float = 0.4
-    threads: int = 0
-    workers: int = 0
-    augment: bool = True
-    export: bool = True
-    max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
-    time_limit: float = 0.0  # minutes of training (0: no limit); the LR schedule follows the elapsed fraction
-    init: str = ""
-    quiet: bool = False
-    class_names: list[str] = field(default_factory=list)
-
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return int(self.img_size[1]), int(self.img_size[0])
 
     @property
     def binary(self) -> bool:
@@ -86,13 +62,7 @@ def build_model(arch: str, classes: int, unet_base: int = 16, unet_depth: int = 
 
 def load_checkpoint(path: str):
     """A train-seg checkpoint -> (model in eval mode, checkpoint dict)."""
-    import torch
-
-    if not Path(path).is_file():
-        raise ModelError(f"checkpoint not found: {path}")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or "state_dict" not in ck or "config" not in ck:
-        raise ModelError(f"{path} is not a train-seg checkpoint")
+    ck = read_checkpoint(path, "train-seg")
     c = ck["config"]
     model = build_model(c["arch"], c["classes"], c["unet_base"], c["unet_depth"], aux=c["arch"] != "unet",
                         unet_stem_stride=c.get("unet_stem_stride", 1))
