@@ -201,7 +201,8 @@ def test_tensorrt_package_imports_only_core_and_backend_base():
 
 MOVED = [  # (old module, name, new module[:new name])
     ("perception_edge.backends.tensorrt_backend", "TensorRTBackend", "perception_edge.backends.tensorrt.runtime"),
-    ("perception_edge.backends.tensorrt_backend", "create_tensorrt_backend", "perception_edge.backends.tensorrt.loader"),
+    ("perception_edge.backends.tensorrt_backend", "create_tensorrt_backend",
+     "perception_edge.backends.tensorrt.loader"),
     ("perception_edge.backends.tensorrt_backend", "cuda_memory", "perception_edge.backends.tensorrt.cuda"),
     ("perception_edge.backends.engine_cache", "check_engine", "perception_edge.backends.tensorrt.cache"),
     ("perception_edge.backends.engine_cache", "read_onnx_io", "perception_edge.backends.tensorrt.onnx_io"),

@@ -1,4 +1,5 @@
-"""Training (perception_edge.training): short runs lower the loss (train-seg, train-det); the YOLOv5 target assignment."""
+"""Training (perception_edge.training): short runs lower the loss (segmentation, detection); the YOLOv5
+target assignment."""
 from __future__ import annotations
 
 import numpy as np

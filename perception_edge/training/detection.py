@@ -444,8 +444,8 @@ class DetTrainer(Trainer):
 
     def validate(self, model, source, names):
         res = evaluate(model, source, self.cfg, names)
-        return {"map50": round(res.map, 4),
-                "ap50": {names[i]: (None if np.isnan(v) else round(float(v), 4)) for i, v in enumerate(res.ap)}}, res.map
+        ap50 = {names[i]: (None if np.isnan(v) else round(float(v), 4)) for i, v in enumerate(res.ap)}
+        return {"map50": round(res.map, 4), "ap50": ap50}, res.map
 
     def header(self, n_params, names, train_src, val_src, steps_per_epoch) -> str:
         cfg = self.cfg

@@ -17,6 +17,7 @@ from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.errors import ConfigError, ModelError
 from perception_edge.core.files import atomic_write, sha256_bytes
 
+
 class _Ticker:
     """Progress lines for TensorRT without IProgressMonitor (before 8.6): elapsed time, periodically."""
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.files import atomic_write, digest_path, sha256_bytes
 
+
 class CalibrationCache:
     """TensorRT's calibration cache file plus <cache>.json naming the calibration input it came from.
 

@@ -9,6 +9,7 @@ from perception_edge.backends.tensorrt.cache import BuildSettings
 from perception_edge.backends.tensorrt.calibrators import CalibrationPlan
 from perception_edge.backends.tensorrt.onnx_io import OnnxIO
 
+
 def _shape(dims: Sequence[int]) -> str:
     return "x".join(str(int(d)) for d in dims)
 

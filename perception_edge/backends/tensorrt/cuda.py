@@ -13,6 +13,7 @@ import numpy as np
 
 from perception_edge.core.errors import ModelError, first_line
 
+
 class PyCudaMemory:
     """pycuda with the device's primary context, pushed around every call. pycuda.autoinit is not used:
     it makes a separate context current on the importing thread only, while the node runs inference
