@@ -8,8 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from perception_edge.backends import engine_cache as ec
-from perception_edge.backends.engine_cache import BatchProfile, RuntimeIdentity
+from perception_edge.backends.tensorrt import cache as ec
+from perception_edge.backends.tensorrt.cache import BatchProfile, RuntimeIdentity
+from perception_edge.backends.tensorrt.onnx_io import read_onnx_io
+from perception_edge.core import files
 from perception_edge.core.errors import ConfigError, ModelError
 
 from onnx_graphs import segmentation_graph
@@ -25,18 +27,18 @@ def seg_onnx(tmp_path):
 
 
 def settings_for(path, **kw):
-    return ec.make_settings(ec.read_onnx_io(str(path)), **kw)
+    return ec.make_settings(read_onnx_io(str(path)), **kw)
 
 
 def build_fake_engine(tmp_path, onnx_path, identity=XAVIER, settings=None, payload=b"serialized engine"):
     """An engine file (any bytes: never deserialized here) with the sidecar build-engine writes."""
     settings = settings or settings_for(onnx_path)
-    onnx_sha = ec.sha256_file(onnx_path)
+    onnx_sha = files.sha256_file(onnx_path)
     key = ec.cache_key(onnx_sha, settings, identity)
     engine = ec.engine_path_for(onnx_path, settings, key, str(tmp_path / "cache"))
-    ec.atomic_write(engine, payload)
+    files.atomic_write(engine, payload)
     sidecar = ec.make_sidecar(onnx_path=onnx_path, onnx_sha256=onnx_sha, settings=settings, identity=identity,
-                              key=key, engine_sha256=ec.sha256_bytes(payload),
+                              key=key, engine_sha256=files.sha256_bytes(payload),
                               onnx_metadata={"names": "{0: 'lane'}"})
     ec.write_sidecar(engine, sidecar)
     return engine, key, sidecar
@@ -46,21 +48,21 @@ def build_fake_engine(tmp_path, onnx_path, identity=XAVIER, settings=None, paylo
 
 def test_same_inputs_give_the_same_key(seg_onnx):
     s = settings_for(seg_onnx)
-    sha = ec.sha256_file(seg_onnx)
+    sha = files.sha256_file(seg_onnx)
     assert ec.cache_key(sha, s, XAVIER) == ec.cache_key(sha, settings_for(seg_onnx), XAVIER)
     # another build of the same TensorRT release (8.5.2.2 vs 8.5.2.5) loads the same engines
     assert ec.cache_key(sha, s, XAVIER) == ec.cache_key(sha, s, RuntimeIdentity("8.5.2.5", "Xavier", "7.2"))
 
 
 def test_any_change_gives_another_key(seg_onnx, tmp_path):
-    onnx_io = ec.read_onnx_io(str(seg_onnx))
+    onnx_io = read_onnx_io(str(seg_onnx))
     base = ec.make_settings(onnx_io)
-    sha = ec.sha256_file(seg_onnx)
+    sha = files.sha256_file(seg_onnx)
     key = ec.cache_key(sha, base, XAVIER)
     changed_bytes = bytearray(seg_onnx.read_bytes())
     changed_bytes[-1] ^= 1
     variants = {
-        "onnx bytes": ec.cache_key(ec.sha256_bytes(bytes(changed_bytes)), base, XAVIER),
+        "onnx bytes": ec.cache_key(files.sha256_bytes(bytes(changed_bytes)), base, XAVIER),
         "precision": ec.cache_key(sha, ec.make_settings(onnx_io, precision="fp32"), XAVIER),
         "max batch": ec.cache_key(sha, ec.make_settings(onnx_io, max_batch=8), XAVIER),
         "opt batch": ec.cache_key(sha, ec.make_settings(onnx_io, opt_batch=2), XAVIER),
@@ -84,7 +86,7 @@ def test_any_change_gives_another_key(seg_onnx, tmp_path):
 
 def test_engine_file_names(seg_onnx, tmp_path):
     s = settings_for(seg_onnx)
-    key = ec.cache_key(ec.sha256_file(seg_onnx), s, XAVIER)
+    key = ec.cache_key(files.sha256_file(seg_onnx), s, XAVIER)
     assert ec.engine_path_for(seg_onnx, s, key) == seg_onnx.parent / f"lane.fp16.b1-4.{key[:16]}.engine"
     assert ec.engine_path_for(seg_onnx, s, key, str(tmp_path / "c")).parent == tmp_path / "c"
     fixed_dla = settings_for(seg_onnx, min_batch=2, max_batch=2, opt_batch=2, dla_core=1)
@@ -146,10 +148,10 @@ def test_sidecar_records_the_build(seg_onnx, tmp_path):
     assert data["compute_capability"] == "7.2" and data["precision"] == "fp16"
     assert data["inputs"] == [{"name": "images", "shape": [-1, 3, 96, 128]}]
     assert data["profiles"] == [{"images": {"min": [1, 3, 96, 128], "opt": [4, 3, 96, 128], "max": [4, 3, 96, 128]}}]
-    assert data["onnx"]["sha256"] == ec.sha256_file(seg_onnx)
+    assert data["onnx"]["sha256"] == files.sha256_file(seg_onnx)
     assert data["onnx"]["path"] == str(seg_onnx.resolve())
     assert data["build_flags"] == ["FP16"] and data["cache_key"] == key
-    assert data["engine_sha256"] == ec.sha256_bytes(b"serialized engine")
+    assert data["engine_sha256"] == files.sha256_bytes(b"serialized engine")
     assert data["calibration"] is None  # not an INT8 engine
     assert data["model_metadata"] == {"names": "{0: 'lane'}"}
     for field in ("created", "perception_edge_version", "workspace_mb", "dla_core"):
@@ -166,7 +168,7 @@ def test_sidecar_records_the_build(seg_onnx, tmp_path):
 def test_matching_engine_passes(seg_onnx, tmp_path):
     engine, key, _ = build_fake_engine(tmp_path, seg_onnx)
     check = ec.check_engine(engine, RuntimeIdentity("8.5.2.5", "Xavier", "7.2"), key=key,
-                            engine_sha256=ec.sha256_bytes(b"serialized engine"))
+                            engine_sha256=files.sha256_bytes(b"serialized engine"))
     assert check.sidecar["cache_key"] == key and check.warnings == []
 
 
@@ -229,7 +231,7 @@ def test_changed_onnx_makes_the_engine_stale(seg_onnx, tmp_path):
 def test_replaced_engine_file_and_other_settings_are_refused(seg_onnx, tmp_path):
     engine, key, _ = build_fake_engine(tmp_path, seg_onnx)
     with pytest.raises(ModelError, match="not the file its sidecar describes"):
-        ec.check_engine(engine, XAVIER, engine_sha256=ec.sha256_bytes(b"another engine"))
+        ec.check_engine(engine, XAVIER, engine_sha256=files.sha256_bytes(b"another engine"))
     with pytest.raises(ModelError, match="records other build settings"):
         ec.check_engine(engine, XAVIER, key="f" * 64)
 
@@ -288,24 +290,24 @@ def test_onnx_reader_matches_onnx(tmp_path):
                                                ["batch", 3, 32, 48]),
                  helper.make_tensor_value_info("num_dets", TensorProto.INT32, [])],
                 [w], tmp_path / "m.onnx", metadata={"stride": "32", "names": "{0: 'car'}"})
-    io = ec.read_onnx_io(str(path))
+    io = read_onnx_io(str(path))
     model = onnx.load(str(path))
     assert [t.name for t in io.inputs] == ["images"]  # the initializer listed as input is not one
     assert io.inputs[0].shape == ("batch", 3, 32, 48) and io.inputs[0].dtype == np.float32
     assert [t.name for t in io.outputs] == [o.name for o in model.graph.output]
     assert io.outputs[1].dtype == np.int32 and io.outputs[1].shape == ()
     assert io.metadata == {"stride": "32", "names": "{0: 'car'}"}
-    assert ec.read_onnx_io(path.read_bytes()) == io
+    assert read_onnx_io(path.read_bytes()) == io
 
 
 def test_onnx_reader_rejects_other_files(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\xff\xff\xff not a protobuf")
     with pytest.raises(ModelError, match="not a valid ONNX model"):
-        ec.read_onnx_io(str(bad))
+        read_onnx_io(str(bad))
     bad.write_bytes(b"")
     with pytest.raises(ModelError):
-        ec.read_onnx_io(str(bad))
+        read_onnx_io(str(bad))
 
 
 def test_digest_of_a_calibration_folder_follows_its_content(tmp_path):
@@ -313,11 +315,11 @@ def test_digest_of_a_calibration_folder_follows_its_content(tmp_path):
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"aaa")
     (folder / "b.jpg").write_bytes(b"bbb")
-    first = ec.digest_path(folder)
-    assert ec.digest_path(folder) == first
+    first = files.digest_path(folder)
+    assert files.digest_path(folder) == first
     (folder / "b.jpg").write_bytes(b"bbc")
-    assert ec.digest_path(folder) != first
+    assert files.digest_path(folder) != first
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 3000)
-    small_limit = ec.digest_path(big, full_limit=1000)
-    assert small_limit == ec.digest_path(big, full_limit=1000) and small_limit != ec.digest_path(big)
+    small_limit = files.digest_path(big, full_limit=1000)
+    assert small_limit == files.digest_path(big, full_limit=1000) and small_limit != files.digest_path(big)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perception_edge.core.errors import ConfigError
-from perception_edge.tools.frame_sources import image_topic, iter_frames, list_image_topics, source_kind
+from perception_edge.data.frame_sources import image_topic, iter_frames, list_image_topics, source_kind
 
 from conftest import DRIVING
 

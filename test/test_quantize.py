@@ -14,9 +14,9 @@ from onnx_graphs import segmentation_graph  # noqa: E402
 from perception_edge.core.errors import ConfigError  # noqa: E402
 from perception_edge.core.image_conversion import to_rgb  # noqa: E402
 from perception_edge.tools import cli  # noqa: E402
-from perception_edge.tools.build_engine import CalibrationBatches  # noqa: E402
+from perception_edge.core.calibration import CalibrationBatches  # noqa: E402
 from perception_edge.tools.evaluate import load_model, reference_truth, score  # noqa: E402
-from perception_edge.tools.frame_sources import iter_frames  # noqa: E402
+from perception_edge.data.frame_sources import iter_frames  # noqa: E402
 from perception_edge.tools.quantize import float_tail, quantize_model  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def test_cli_quantizes_per_channel_keeps_metadata_and_agrees_with_fp32(tmp_path,
 
 
 def test_opset_12_and_float16_weights_are_quantized(tmp_path, frame_paths):
-    from perception_edge.tools.train_det import store_weights_fp16
+    from perception_edge.training.detection import store_weights_fp16
 
     fp32 = segmentation_graph(tmp_path / "seg.onnx", classes=3, stride=1)
     m = onnx.load(str(fp32))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from perception_edge.data import dataset as ds
+from perception_edge.tools import generate_data, import_carla
 from perception_edge.data.synthetic import (CAMERA_POSES, CLASSES, MASK_DRIVABLE, MASK_LANE, render, sample_scene,
                                             scene_frames, scene_seed, sequence)
 
@@ -146,11 +147,11 @@ def test_yolo_label_text():
 
 
 def test_generate_data_cli(tmp_path, capsys):
-    assert ds.main_generate(["--out", str(tmp_path / "g"), "--count", "2", "--size", "160x96", "--cameras",
-                             "front,front_right", "--format", "png"]) == 0
+    assert generate_data.main(["--out", str(tmp_path / "g"), "--count", "2", "--size", "160x96", "--cameras",
+                               "front,front_right", "--format", "png"]) == 0
     assert len(list((tmp_path / "g" / "images").glob("*.png"))) == 4
     with pytest.raises(ds.ConfigError):
-        ds.main_generate(["--out", str(tmp_path / "h"), "--count", "1", "--cameras", "rear"])
+        generate_data.main(["--out", str(tmp_path / "h"), "--count", "1", "--cameras", "rear"])
     with pytest.raises(ds.ConfigError):
         ds.parse_size("640")
 
@@ -196,8 +197,8 @@ def test_carla_cityscapes_palette_and_import(tmp_path):
     cv2.imwrite(str(tmp_path / "rgb" / "000123.png"), np.full((60, 80, 3), 90, np.uint8))
     bgra = np.concatenate([sem, np.full((60, 80, 1), 255, np.uint8)], 2)  # save_to_disk writes BGRA
     cv2.imwrite(str(tmp_path / "sem" / "000123.png"), bgra)
-    assert ds.main_import_carla(["--rgb", str(tmp_path / "rgb"), "--semantic", str(tmp_path / "sem"),
-                                 "--out", str(tmp_path / "out")]) == 0
+    assert import_carla.main(["--rgb", str(tmp_path / "rgb"), "--semantic", str(tmp_path / "sem"),
+                              "--out", str(tmp_path / "out")]) == 0
     sample = ds.DatasetFolder(str(tmp_path / "out"), need_masks=True)[0]
     assert np.array_equal(sample.mask, (truth == 1).astype(np.uint8))
 

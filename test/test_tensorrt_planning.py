@@ -15,10 +15,15 @@ import cv2
 import numpy as np
 import pytest
 
-from perception_edge.backends import engine_cache as ec
-from perception_edge.backends import tensorrt_backend as tb
 from perception_edge.backends.base import Backend, TensorSpec
-from perception_edge.backends.engine_cache import BatchProfile
+from perception_edge.backends.tensorrt import cache as ec
+from perception_edge.backends.tensorrt import runtime as tb
+from perception_edge.backends.tensorrt.cache import BatchProfile
+from perception_edge.backends.tensorrt.calibrators import CalibrationCache
+from perception_edge.backends.tensorrt.commands import build_command, trtexec_command
+from perception_edge.backends.tensorrt.loader import EngineBuildInProgress
+from perception_edge.backends.tensorrt.onnx_io import read_onnx_io
+from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.errors import ConfigError, ModelError
 from perception_edge.core.preprocess import Preprocessor
 from perception_edge.tools import build_engine as be
@@ -249,9 +254,9 @@ def seg_onnx(tmp_path):
 
 
 def build_in_progress(seg_onnx, build, load):
-    onnx_io = ec.read_onnx_io(str(seg_onnx))
+    onnx_io = read_onnx_io(str(seg_onnx))
     settings = ec.make_settings(onnx_io)
-    return tb.EngineBuildInProgress(str(seg_onnx), onnx_io, settings, "/tmp/x.engine", build, load)
+    return EngineBuildInProgress(str(seg_onnx), onnx_io, settings, "/tmp/x.engine", build, load)
 
 
 def test_build_in_progress_reports_building_then_ready(seg_onnx):
@@ -326,39 +331,39 @@ def expected_batch(frames, hw, mode="letterbox"):
 
 def test_calibration_batches_go_through_the_runtime_preprocessor():
     frames = synthetic_frames(10)
-    batches = be.CalibrationBatches(frames, (96, 128), batch_size=4)
+    batches = CalibrationBatches(frames, (96, 128), batch_size=4)
     got = [b.copy() for b in batches]
     assert len(got) == 2 and batches.batches == 2 and batches.dropped == 2 and batches.frames_used == 8
     assert all(b.shape == (4, 3, 96, 128) and b.dtype == np.float32 and b.flags.c_contiguous for b in got)
     assert np.array_equal(got[0], expected_batch(frames[0:4], (96, 128)))
     assert np.array_equal(got[1], expected_batch(frames[4:8], (96, 128)))
     assert batches.nbytes == 4 * 3 * 96 * 128 * 4
-    stretched = [b.copy() for b in be.CalibrationBatches(frames[:4], (96, 128), 4, mode="stretch")]
+    stretched = [b.copy() for b in CalibrationBatches(frames[:4], (96, 128), 4, mode="stretch")]
     assert np.array_equal(stretched[0], expected_batch(frames[:4], (96, 128), "stretch"))
 
 
 def test_last_partial_calibration_batch():
     frames = synthetic_frames(10)
-    repeat = be.CalibrationBatches(frames, (64, 64), 4, last="repeat")
+    repeat = CalibrationBatches(frames, (64, 64), 4, last="repeat")
     got = [b.copy() for b in repeat]
     assert len(got) == 3 and repeat.repeated == 2 and repeat.frames_used == 10
     assert np.array_equal(got[2], expected_batch([frames[8], frames[9], frames[8], frames[9]], (64, 64)))
     # fewer frames than one batch: the only batch is filled, never dropped
-    few = be.CalibrationBatches(frames[:3], (64, 64), 4)
+    few = CalibrationBatches(frames[:3], (64, 64), 4)
     assert len([b.copy() for b in few]) == 1 and few.repeated == 1
     # max_frames caps what is read
-    capped = be.CalibrationBatches(iter(frames), (64, 64), 2, max_frames=5)
+    capped = CalibrationBatches(iter(frames), (64, 64), 2, max_frames=5)
     assert len(list(capped)) == 2 and capped.dropped == 1
-    assert list(be.CalibrationBatches([], (64, 64), 2)) == []
+    assert list(CalibrationBatches([], (64, 64), 2)) == []
     with pytest.raises(ConfigError):
-        be.CalibrationBatches(frames, (64, 64), 0)
+        CalibrationBatches(frames, (64, 64), 0)
 
 
 def test_calibration_batches_from_real_frames(frame_paths):
-    from perception_edge.tools.frame_sources import iter_frames
+    from perception_edge.data.frame_sources import iter_frames
 
     folder = str(frame_paths[0].parent)
-    batches = be.CalibrationBatches(iter_frames(folder), (640, 640), batch_size=4)
+    batches = CalibrationBatches(iter_frames(folder), (640, 640), batch_size=4)
     got = [b.copy() for b in batches]
     assert len(got) == len(frame_paths) // 4
     first = got[0][0]
@@ -371,32 +376,32 @@ def test_calibration_batches_from_real_frames(frame_paths):
 
 def test_calibration_cache_round_trip(tmp_path):
     path = tmp_path / "det.calib"
-    cache = be.CalibrationCache(str(path), expected_digest="a" * 64)
+    cache = CalibrationCache(str(path), expected_digest="a" * 64)
     assert cache.read() is None  # nothing yet: calibrate
     cache.write(memoryview(b"TRT-8502-EntropyCalibration2\nimages: 3c010a14\n"))
     assert cache.read() == b"TRT-8502-EntropyCalibration2\nimages: 3c010a14\n"
-    assert be.CalibrationCache(str(path), "a" * 64).read() == path.read_bytes()
-    other = be.CalibrationCache(str(path), expected_digest="b" * 64)
+    assert CalibrationCache(str(path), "a" * 64).read() == path.read_bytes()
+    other = CalibrationCache(str(path), expected_digest="b" * 64)
     assert other.read() is None and "recalibrating" in other.note  # made from other frames
-    assert be.CalibrationCache(str(path), None).read() == path.read_bytes()  # cache given on its own
+    assert CalibrationCache(str(path), None).read() == path.read_bytes()  # cache given on its own
     (tmp_path / "det.calib.json").unlink()
-    assert be.CalibrationCache(str(path), "a" * 64).read() is None
+    assert CalibrationCache(str(path), "a" * 64).read() is None
 
 
 # -- command lines ---------------------------------------------------------------------------------
 
 def test_trtexec_command_for_a_dynamic_fp16_model(seg_onnx):
-    onnx_io = ec.read_onnx_io(str(seg_onnx))
+    onnx_io = read_onnx_io(str(seg_onnx))
     s = ec.make_settings(onnx_io)
-    assert be.trtexec_command("lane.onnx", "lane.engine", s, onnx_io) == (
+    assert trtexec_command("lane.onnx", "lane.engine", s, onnx_io) == (
         "trtexec --onnx=lane.onnx --saveEngine=lane.engine --fp16 --minShapes=images:1x3x96x128 "
         "--optShapes=images:4x3x96x128 --maxShapes=images:4x3x96x128 --memPoolSize=workspace:1024M")
 
 
 def test_trtexec_command_for_int8_on_dla(seg_onnx):
-    onnx_io = ec.read_onnx_io(str(seg_onnx))
+    onnx_io = read_onnx_io(str(seg_onnx))
     s = ec.make_settings(onnx_io, "int8", 1, 1, 1, 2048, 0, "entropy", "a" * 64)
-    assert be.trtexec_command("m dir/lane.onnx", "lane.engine", s, onnx_io, "lane.calib", "timing.cache") == (
+    assert trtexec_command("m dir/lane.onnx", "lane.engine", s, onnx_io, "lane.calib", "timing.cache") == (
         "trtexec '--onnx=m dir/lane.onnx' --saveEngine=lane.engine --fp16 --int8 --calib=lane.calib "
         "--minShapes=images:1x3x96x128 --optShapes=images:1x3x96x128 --maxShapes=images:1x3x96x128 "
         "--memPoolSize=workspace:2048M --useDLACore=0 --allowGPUFallback --timingCacheFile=timing.cache")
@@ -405,15 +410,15 @@ def test_trtexec_command_for_int8_on_dla(seg_onnx):
 def test_trtexec_command_for_a_fixed_shape_fp32_model(tmp_path):
     pytest.importorskip("onnx")
     path = segmentation_graph(tmp_path / "s.onnx", batch=1)
-    onnx_io = ec.read_onnx_io(str(path))
+    onnx_io = read_onnx_io(str(path))
     s = ec.make_settings(onnx_io, "fp32")
-    assert be.trtexec_command("s.onnx", "s.engine", s, onnx_io) == \
+    assert trtexec_command("s.onnx", "s.engine", s, onnx_io) == \
         "trtexec --onnx=s.onnx --saveEngine=s.engine --memPoolSize=workspace:1024M"
 
 
 def test_build_command_matches_the_settings(seg_onnx):
-    s = ec.make_settings(ec.read_onnx_io(str(seg_onnx)), dla_core=1, max_batch=2)
-    assert be.build_command("lane.onnx", s, cache_dir="/var/engines") == (
+    s = ec.make_settings(read_onnx_io(str(seg_onnx)), dla_core=1, max_batch=2)
+    assert build_command("lane.onnx", s, cache_dir="/var/engines") == (
         "perception-edge build-engine lane.onnx --precision fp16 --min-batch 1 --opt-batch 2 --max-batch 2 "
         "--workspace-mb 1024 --dla-core 1 --cache-dir /var/engines")
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from perception_edge.backends.base import BACKEND_NAMES, Backend, TensorSpec
+from perception_edge.backends.base import BACKEND_NAMES, ENGINE_SUFFIXES, Backend, TensorSpec
 from perception_edge.core.errors import ConfigError, ModelError
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def create_backend(model_path: str, backend: str = "auto", num_threads: int = 0,
@@ -32,7 +30,7 @@ def create_backend(model_path: str, backend: str = "auto", num_threads: int = 0,
         from perception_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(str(path), num_threads=num_threads, **(onnxruntime or {}))
-    from perception_edge.backends.tensorrt_backend import create_tensorrt_backend
+    from perception_edge.backends.tensorrt.loader import create_tensorrt_backend
 
     return create_tensorrt_backend(str(path), engine or {})
 

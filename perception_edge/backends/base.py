@@ -85,3 +85,4 @@ class Backend(abc.ABC):
 
 
 BACKEND_NAMES: Sequence[str] = ("auto", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # serialized TensorRT engines

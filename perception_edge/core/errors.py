@@ -15,3 +15,9 @@ class ModelError(PerceptionError):
 
 class ConfigError(PerceptionError, ValueError):
     """A parameter or configuration file value that is invalid."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -18,7 +18,6 @@ Road 7 up to 0.9.13; the palette colours are the same in both (RoadLine (157, 23
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import time
 from dataclasses import dataclass
@@ -272,46 +271,6 @@ def import_carla(rgb_dir: str, semantic_dir: str, out: str, encoding: str = "aut
         mask = carla_lane_mask(s, encoding, tags, drivable)
         write_sample(str(root), stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask, image_ext=image_ext)
     return len(pairs)
-
-
-# ---------------------------------------------------------------------------------------- CLI
-
-def main_generate(argv: list[str] | None = None) -> int:
-    from perception_edge.data.synthetic import CAMERA_POSES
-
-    ap = argparse.ArgumentParser(prog="perception-edge generate-data",
-                                 description="Generate synthetic driving scenes: images, lane masks, YOLO labels.")
-    ap.add_argument("--out", required=True, help="output data set folder")
-    ap.add_argument("--count", type=int, default=100, help="number of scenes (each seen by every camera)")
-    ap.add_argument("--size", default="640x360", help="frame size WIDTHxHEIGHT")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cameras", default="front", help=f"comma-separated: {', '.join(CAMERA_POSES)}")
-    ap.add_argument("--drivable", action="store_true", help="masks also hold class 2 (drivable road surface)")
-    ap.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image file format")
-    args = ap.parse_args(argv)
-    cams = [c.strip() for c in args.cameras.split(",") if c.strip()]
-    t0 = time.time()
-    n = generate_dataset(args.out, args.count, parse_size(args.size), args.seed, cams, args.drivable, args.format,
-                         progress=True)
-    print(f"wrote {n} frames to {args.out} in {time.time() - t0:.1f} s")
-    return 0
-
-
-def main_import_carla(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="perception-edge import-carla",
-                                 description="CARLA RGB + semantic segmentation captures -> lane-mask data set.")
-    ap.add_argument("--rgb", required=True, help="folder of RGB camera images")
-    ap.add_argument("--semantic", required=True, help="folder of semantic images (same file names)")
-    ap.add_argument("--out", required=True, help="output data set folder")
-    ap.add_argument("--encoding", choices=("auto", "raw", "cityscapes"), default="auto",
-                    help="raw: tag in the red channel; cityscapes: CityScapesPalette colours")
-    ap.add_argument("--tags", choices=("auto", "0.9.14+", "legacy"), default="auto",
-                    help="raw tag numbering: 0.9.14+ (RoadLine 24) or legacy <= 0.9.13 (RoadLine 6)")
-    ap.add_argument("--drivable", action="store_true", help="also write Road as class 2")
-    args = ap.parse_args(argv)
-    n = import_carla(args.rgb, args.semantic, args.out, args.encoding, args.tags, args.drivable)
-    print(f"wrote {n} samples to {args.out}")
-    return 0
 
 
 # ------------------------------------------------------------------------------ training input

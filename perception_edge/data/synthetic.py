@@ -5,7 +5,7 @@ curvature, lane width), lane markings (solid, dashed, double; white or yellow; w
 vehicles (cars, trucks; same or oncoming direction), pedestrians, traffic signs, roadside scenery
 (buildings, trees, poles), ground shadows, sky and lighting. ``render`` projects it through a
 pinhole camera (field of view, mounting height, pitch; yaw and lateral offset per camera pose) and
-returns a ``Frame``:
+returns a ``SyntheticFrame``:
 
 * ``image``: H x W x 3 uint8 RGB,
 * ``mask``: H x W uint8, 0 background, 1 lane marking, 2 drivable road surface (``drivable=True``),
@@ -27,6 +27,8 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
+
+from perception_edge.core.deprecation import moved_names
 
 CLASSES = ["car", "truck", "pedestrian", "traffic_sign"]
 CAR, TRUCK, PEDESTRIAN, TRAFFIC_SIGN = range(4)
@@ -56,7 +58,9 @@ CAMERA_POSES: dict[str, CameraPose] = {
 
 
 @dataclass
-class Frame:
+class SyntheticFrame:
+    """One rendered camera frame with its exact labels."""
+
     image: np.ndarray  # H x W x 3 uint8 RGB
     mask: np.ndarray  # H x W uint8
     boxes: np.ndarray  # (N, 4) float32 xyxy pixels
@@ -794,7 +798,7 @@ def _render_rng(scene: Scene, camera: str, t: float) -> np.random.Generator:
 def render(scene: Scene, camera: str = "front", size: tuple[int, int] = (640, 360), t: float = 0.0,
            drivable: bool = False, background: bool = True, markings: bool = True,
            objects: Sequence[int] | None = None, effects: bool = True,
-           min_box: float = 8.0, min_visible: float = 0.2) -> Frame:
+           min_box: float = 8.0, min_visible: float = 0.2) -> SyntheticFrame:
     """Render ``scene`` from one camera at time t (s). size is (width, height).
 
     objects: indices into the scene's labelled objects (vehicles, then pedestrians, then signs) to
@@ -899,7 +903,7 @@ def render(scene: Scene, camera: str = "front", size: tuple[int, int] = (640, 36
         cls_ids.append(cls)
     if effects and background:
         image = _finish(scene, image, rng)
-    return Frame(image, mask, np.array(boxes, np.float32).reshape(-1, 4), np.array(cls_ids, np.int64),
+    return SyntheticFrame(image, mask, np.array(boxes, np.float32).reshape(-1, 4), np.array(cls_ids, np.int64),
                  camera, float(t), scene.seed)
 
 
@@ -914,7 +918,7 @@ def _count(inst: np.ndarray, extent, obj: int) -> int:
 
 
 def scene_frames(seed: int, size: tuple[int, int] = (640, 360), cameras: Sequence[str] = ("front",),
-                 stamp: float = 0.0, drivable: bool = False) -> list[Frame]:
+                 stamp: float = 0.0, drivable: bool = False) -> list[SyntheticFrame]:
     """One scene seen by several cameras at the same instant (every frame gets the same stamp)."""
     scene = sample_scene(seed)
     frames = [render(scene, cam, size, 0.0, drivable) for cam in cameras]
@@ -925,7 +929,7 @@ def scene_frames(seed: int, size: tuple[int, int] = (640, 360), cameras: Sequenc
 
 def sequence(seed: int, n_frames: int, fps: float = 10.0, size: tuple[int, int] = (640, 360),
              cameras: Sequence[str] = ("front",), drivable: bool = False,
-             start_stamp: float = 0.0) -> Iterator[list[Frame]]:
+             start_stamp: float = 0.0) -> Iterator[list[SyntheticFrame]]:
     """A drive through one scene: per time step, one frame per camera, all with the same stamp."""
     scene = sample_scene(seed)
     for k in range(n_frames):
@@ -939,3 +943,7 @@ def sequence(seed: int, n_frames: int, fps: float = 10.0, size: tuple[int, int] 
 def scene_seed(seed: int, index: int) -> int:
     """The seed of scene ``index`` of a data set generated with ``seed`` (independent streams)."""
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(1)[0])
+
+
+# SyntheticFrame's name until perception_edge.core.sync.Frame became the only Frame
+__getattr__ = moved_names(__name__, {"Frame": f"{__name__}:SyntheticFrame"})

@@ -1,229 +1,33 @@
-"""`perception-edge build-engine`: ONNX -> TensorRT engine + JSON sidecar.
+"""`perception-edge build-engine`: ONNX -> TensorRT engine + JSON sidecar (the command line; the
+library is perception_edge.backends.tensorrt).
 
 FP32 / FP16 / INT8 (entropy or min-max calibration on frames from a folder, video or rosbag, fed
 through the runtime Preprocessor so the scales match what the engine sees in service), dynamic batch
 profiles, workspace limit, DLA with GPU fallback, timing-cache reuse, progress output, and the
 equivalent trtexec command. Arguments are validated before TensorRT is imported, and
 --print-trtexec works without TensorRT.
-
-Calibration batching and the calibration-cache file are plain Python (CalibrationBatches,
-CalibrationCache) so they are tested without a GPU.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import json
-import shlex
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-import numpy as np
-
-from perception_edge.backends import ENGINE_SUFFIXES
-from perception_edge.backends.engine_cache import (
-    CALIBRATORS, PRECISIONS, BuildSettings, OnnxIO, atomic_write, cache_key, digest_path,
-    engine_path_for, make_settings, make_sidecar, read_onnx_io, sha256_bytes, sha256_file, sidecar_path,
-    write_sidecar)
+from perception_edge.backends.base import ENGINE_SUFFIXES
+from perception_edge.backends.tensorrt.cache import (
+    CALIBRATORS, PRECISIONS, BuildSettings, cache_key, engine_path_for, make_settings, sidecar_path)
+from perception_edge.backends.tensorrt.calibrators import CalibrationPlan, calibration_digest
+from perception_edge.backends.tensorrt.commands import trtexec_command
+from perception_edge.backends.tensorrt.onnx_io import OnnxIO, read_onnx_io
+from perception_edge.core.deprecation import moved_names
 from perception_edge.core.errors import ConfigError, ModelError
+from perception_edge.core.files import sha256_file
 
 DEFAULT_CALIBRATION_FRAMES = 512
 DEFAULT_CALIBRATION_BATCH = 8
-
-
-# -- calibration (pure) ----------------------------------------------------------------------------
-
-class CalibrationBatches:
-    """Frames -> fixed-size NCHW batches through the runtime Preprocessor (same letterbox/stretch,
-    scaling and channel order as in service, which is what the INT8 scales must describe).
-
-    TensorRT takes only full batches. A last partial batch is dropped (last="drop") unless it would be
-    the only one, or filled by repeating its own frames (last="repeat"). Each yielded array is the
-    preprocessor's buffer: valid until the next one is produced.
-    """
-
-    def __init__(self, frames: Iterable[Sequence[Any]], input_hw: tuple[int, int], batch_size: int,
-                 max_frames: int | None = None, mode: str = "letterbox", dtype=np.float32,
-                 last: str = "drop"):
-        if batch_size < 1:
-            raise ConfigError(f"calibration batch size must be >= 1, got {batch_size}")
-        if last not in ("drop", "repeat"):
-            raise ConfigError(f"last must be 'drop' or 'repeat', got {last!r}")
-        from perception_edge.core.preprocess import Preprocessor
-
-        self.frames = frames
-        self.batch_size = int(batch_size)
-        self.max_frames = max_frames
-        self.last = last
-        self.preprocess = Preprocessor(input_hw, dtype, mode=mode)
-        self.shape = (self.batch_size, 3) + tuple(self.preprocess.input_hw)
-        self.frames_used = 0  # frames that went into yielded batches (repeats counted once)
-        self.batches = 0
-        self.dropped = 0  # frames of a dropped partial batch
-        self.repeated = 0  # slots filled by repeating frames
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.preprocess.dtype.itemsize
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        pending: list[tuple[np.ndarray, str]] = []
-        seen = 0
-        for frame in self.frames:
-            if self.max_frames is not None and seen >= self.max_frames:
-                break
-            pending.append((frame[0], frame[1]))
-            seen += 1
-            if len(pending) == self.batch_size:
-                yield self._batch(pending)
-                self.frames_used += len(pending)
-                pending = []
-        if pending:
-            if self.last == "repeat" or self.batches == 0:
-                n = len(pending)
-                filled = [pending[i % n] for i in range(self.batch_size)]
-                self.repeated += self.batch_size - n
-                self.frames_used += n
-                yield self._batch(filled)
-            else:
-                self.dropped += len(pending)
-
-    def _batch(self, images: list[tuple[np.ndarray, str]]) -> np.ndarray:
-        blob, _ = self.preprocess(images, batch=self.batch_size)
-        self.batches += 1
-        return blob
-
-
-class CalibrationCache:
-    """TensorRT's calibration cache file plus <cache>.json naming the calibration input it came from.
-
-    read() returns the cache only when it was made from the expected input (expected_digest), so a
-    cache left over from other frames or another model size is recalibrated, not silently reused.
-    expected_digest=None (a cache given without frames) takes the file as it is.
-    """
-
-    def __init__(self, path: str, expected_digest: str | None = None):
-        self.path = Path(path)
-        self.meta_path = self.path.with_name(self.path.name + ".json")
-        self.expected_digest = expected_digest
-        self.note = ""  # why an existing cache was not used
-
-    def read(self) -> bytes | None:
-        if not self.path.is_file():
-            return None
-        if self.expected_digest is not None:
-            try:
-                meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                meta = {}
-            if meta.get("calibration_sha256") != self.expected_digest:
-                self.note = (f"calibration cache {self.path} was made from other frames or settings; "
-                             "recalibrating")
-                return None
-        data = self.path.read_bytes()
-        return data or None
-
-    def write(self, data: bytes) -> None:
-        data = bytes(data)
-        atomic_write(self.path, data)
-        meta = {"calibration_sha256": self.expected_digest, "cache_sha256": sha256_bytes(data),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        atomic_write(self.meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-
-
-@dataclass(frozen=True)
-class CalibrationPlan:
-    source: str  # folder / video / rosbag, or "" when only a cache is given
-    topic: str
-    frames: int
-    batch_size: int
-    calibrator: str
-    cache_path: str
-    mode: str  # the runtime resize mode: letterbox | stretch
-    input_hw: tuple[int, int]
-    digest: str  # what the engine's calibration depends on: part of the cache key
-    stride: int = 1
-
-    @property
-    def expected_cache_digest(self) -> str | None:
-        return self.digest if self.source else None
-
-    def record(self) -> dict[str, Any]:
-        return {"source": str(Path(self.source).resolve()) if self.source else "", "topic": self.topic,
-                "frames": self.frames, "batch_size": self.batch_size, "stride": self.stride,
-                "cache": self.cache_path, "resize_mode": self.mode}
-
-
-def calibration_digest(source: str, topic: str, frames: int, batch_size: int, mode: str,
-                       input_hw: tuple[int, int], stride: int = 1) -> str:
-    payload = {"source": digest_path(source), "topic": topic or "", "frames": frames, "batch": batch_size,
-               "mode": mode, "input_hw": list(input_hw), "stride": stride}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-# -- command lines (pure) --------------------------------------------------------------------------
-
-def _shape(dims: Sequence[int]) -> str:
-    return "x".join(str(int(d)) for d in dims)
-
-
-def build_command(onnx_path: str, settings: BuildSettings, cache_dir: str = "", output: str = "",
-                  input_size: int | None = None, calibration: CalibrationPlan | None = None) -> str:
-    """The build-engine command line for these settings (what error messages tell users to run)."""
-    b = settings.batch
-    args = ["perception-edge", "build-engine", str(onnx_path), "--precision", settings.precision]
-    if settings.dynamic_batch:
-        args += ["--batch", str(b.min)] if b.fixed else \
-            ["--min-batch", str(b.min), "--opt-batch", str(b.opt), "--max-batch", str(b.max)]
-    args += ["--workspace-mb", str(settings.workspace_mb)]
-    if input_size:
-        args += ["--input-size", str(input_size)]
-    if settings.dla_core >= 0:
-        args += ["--dla-core", str(settings.dla_core)]
-    if calibration is not None:
-        if calibration.source:
-            args += ["--calibration", calibration.source]
-            if calibration.topic:
-                args += ["--calibration-topic", calibration.topic]
-            args += ["--calibration-frames", str(calibration.frames)]
-        args += ["--calibrator", calibration.calibrator]
-        if calibration.cache_path:
-            args += ["--calibration-cache", calibration.cache_path]
-    if output:
-        args += ["--output", str(output)]
-    elif cache_dir:
-        args += ["--cache-dir", str(cache_dir)]
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def trtexec_command(onnx_path: str, engine_path: str, settings: BuildSettings, onnx: OnnxIO,
-                    calibration_cache: str = "", timing_cache: str = "") -> str:
-    """The trtexec command that builds the same engine. trtexec cannot calibrate from images: for INT8
-    it reads the scales from the calibration cache that build-engine writes."""
-    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
-    if settings.precision in ("fp16", "int8"):
-        args.append("--fp16")
-    if settings.precision == "int8":
-        args.append("--int8")
-        if calibration_cache:
-            args.append(f"--calib={calibration_cache}")
-    dynamic = [name for (name, _), t in zip(settings.inputs, onnx.inputs)
-               if any(not isinstance(d, int) for d in t.shape)]
-    if dynamic:
-        shapes = settings.profile_shapes()
-        for flag, k in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
-            args.append(f"{flag}=" + ",".join(f"{name}:{_shape(shapes[name][k])}" for name in dynamic))
-    args.append(f"--memPoolSize=workspace:{settings.workspace_mb}M")
-    if settings.dla_core >= 0:
-        args += [f"--useDLACore={settings.dla_core}", "--allowGPUFallback"]
-    if timing_cache:
-        args.append(f"--timingCacheFile={timing_cache}")
-    return " ".join(shlex.quote(a) for a in args)
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -298,7 +102,7 @@ def _same_file(a: str, b: str) -> bool:
 
 def resolve(args: argparse.Namespace) -> BuildRequest:
     """Validate the arguments (no TensorRT needed) into a BuildRequest."""
-    from perception_edge.tools.frame_sources import image_topic, source_kind
+    from perception_edge.data.frame_sources import image_topic, source_kind
 
     model = Path(args.model)
     if model.suffix.lower() != ".onnx":
@@ -384,258 +188,10 @@ def resolve(args: argparse.Namespace) -> BuildRequest:
                         args.timing_cache or "", input_size, args.print_trtexec, args.verbose, tuple(notes))
 
 
-# -- building (TensorRT) ---------------------------------------------------------------------------
-
-def make_calibrator(trt, kind: str, batches: CalibrationBatches | None, cache: CalibrationCache, cuda,
-                    batch_size: int, log: Callable[[str], None] = print):
-    """An IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator that feeds `batches` and keeps `cache`."""
-    base = trt.IInt8EntropyCalibrator2 if kind == "entropy" else trt.IInt8MinMaxCalibrator
-
-    class Calibrator(base):
-        def __init__(self):
-            base.__init__(self)
-            self._batches = iter(batches) if batches is not None else iter(())
-            self._alloc, self._ptr = None, 0
-            self.error: BaseException | None = None  # exceptions cannot cross TensorRT: kept here
-            self.count, self._last_log = 0, 0.0
-
-        def get_batch_size(self):
-            return batch_size
-
-        def get_batch(self, names, *_):
-            try:
-                batch = next(self._batches)
-                if self._alloc is None:
-                    self._alloc, self._ptr = cuda.malloc(batch.nbytes)
-                cuda.h2d(self._ptr, batch)
-            except StopIteration:
-                return None
-            except Exception as e:
-                self.error = e
-                return None
-            self.count += 1
-            now = time.monotonic()
-            if now - self._last_log >= 5.0 or self.count == 1:
-                self._last_log = now
-                log(f"  calibration batch {self.count} ({self.count * batch_size} frames)")
-            return [self._ptr for _ in names]
-
-        def read_calibration_cache(self):
-            data = cache.read()
-            if cache.note:
-                log("  " + cache.note)
-            if data:
-                log(f"  using calibration cache {cache.path}")
-            return data
-
-        def write_calibration_cache(self, data):
-            try:
-                cache.write(bytes(data))
-                log(f"  wrote calibration cache {cache.path}")
-            except Exception as e:
-                self.error = e
-
-        def free(self):
-            if self._alloc is not None:
-                cuda.free(self._alloc)
-                self._alloc = None
-
-    return Calibrator()
-
-
-class _Ticker:
-    """Progress lines for TensorRT without IProgressMonitor (before 8.6): elapsed time, periodically."""
-
-    def __init__(self, log: Callable[[str], None], period: float = 20.0):
-        self.log, self.period = log, period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.start = time.monotonic()
-
-    def _run(self):
-        while not self._stop.wait(self.period):
-            self.log(f"  still building ({time.monotonic() - self.start:.0f} s)")
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-
-
-def _progress_monitor(trt, log: Callable[[str], None], cancel: threading.Event | None):
-    class Monitor(trt.IProgressMonitor):
-        def __init__(self):
-            trt.IProgressMonitor.__init__(self)
-            self.steps: dict[str, int] = {}
-            self.last = 0.0
-
-        def phase_start(self, phase_name, parent_phase, num_steps):
-            self.steps[phase_name] = num_steps
-            if parent_phase is None:
-                log(f"  {phase_name} ({num_steps} steps)")
-
-        def step_complete(self, phase_name, step):
-            now = time.monotonic()
-            if now - self.last >= 5.0:
-                self.last = now
-                log(f"  {phase_name}: {step + 1}/{self.steps.get(phase_name, '?')}")
-            return not (cancel is not None and cancel.is_set())  # False cancels the build
-
-        def phase_finish(self, phase_name):
-            self.steps.pop(phase_name, None)
-
-    return Monitor()
-
-
-def _parse_onnx(trt, network, logger, onnx_bytes: bytes, onnx_path: str) -> None:
-    parser = trt.OnnxParser(network, logger)
-    try:
-        ok = parser.parse(onnx_bytes, str(Path(onnx_path).resolve()))  # path: external weights resolve
-    except TypeError:
-        ok = parser.parse(onnx_bytes)
-    if not ok:
-        errors = []
-        for i in range(parser.num_errors):
-            e = parser.get_error(i)
-            errors.append(e.desc() if hasattr(e, "desc") else str(e))
-        raise ModelError(f"TensorRT cannot parse {onnx_path}: {errors[0] if errors else 'unknown error'}")
-
-
-def build_serialized(trt, onnx_bytes: bytes, onnx_path: str, settings: BuildSettings, cuda,
-                     calibration: CalibrationPlan | None = None, timing_cache: str = "",
-                     log: Callable[[str], None] = print, cancel: threading.Event | None = None,
-                     verbose: bool = False) -> bytes:
-    """Parse, configure and build; the serialized engine. Call inside cuda.activate()."""
-    from perception_edge.backends.tensorrt_backend import trt_logger
-
-    logger = trt_logger(trt, verbose)
-    builder = trt.Builder(logger)
-    flags = 0
-    if int(str(trt.__version__).split(".")[0]) < 10:  # explicit batch is the only mode in 10.x
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    _parse_onnx(trt, network, logger, onnx_bytes, onnx_path)
-    config = builder.create_builder_config()
-    if hasattr(config, "set_memory_pool_limit"):  # 8.4+
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
-    else:
-        config.max_workspace_size = settings.workspace_mb << 20
-    for flag in settings.build_flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    if "FP16" in settings.build_flags and not getattr(builder, "platform_has_fast_fp16", True):
-        log("  note: this GPU has no fast FP16; the engine may be no faster than FP32")
-    if settings.dla_core >= 0:
-        cores = int(getattr(builder, "num_DLA_cores", 0))
-        if settings.dla_core >= cores:
-            raise ConfigError(f"--dla-core {settings.dla_core}: this device has {cores} DLA core(s)")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = settings.dla_core
-
-    shapes = settings.profile_shapes()
-    profile = builder.create_optimization_profile()
-    dynamic = []
-    for i in range(network.num_inputs):
-        inp = network.get_input(i)
-        if any(int(d) < 0 for d in inp.shape):
-            if inp.name not in shapes:
-                raise ModelError(f"network input {inp.name} is not among the settings' inputs {list(shapes)}")
-            lo, opt, hi = shapes[inp.name]
-            profile.set_shape(inp.name, lo, opt, hi)
-            dynamic.append(inp.name)
-    if dynamic:
-        config.add_optimization_profile(profile)
-
-    calibrator = None
-    if settings.precision == "int8":
-        if calibration is None:
-            raise ConfigError("INT8 needs a calibration plan")
-        from perception_edge.tools.frame_sources import iter_frames
-
-        cache = CalibrationCache(calibration.cache_path, calibration.expected_cache_digest)
-        batches = None
-        if calibration.source:
-            frames = iter_frames(calibration.source, calibration.topic or None, calibration.frames,
-                                 calibration.stride)
-            batches = CalibrationBatches(frames, calibration.input_hw, calibration.batch_size,
-                                         calibration.frames, calibration.mode)
-        calibrator = make_calibrator(trt, calibration.calibrator, batches, cache, cuda, calibration.batch_size, log)
-        config.int8_calibrator = calibrator
-        if dynamic:  # calibration runs at one fixed shape: the calibration batch
-            cal_profile = builder.create_optimization_profile()
-            for name in dynamic:
-                s = (calibration.batch_size,) + tuple(shapes[name][0][1:])
-                cal_profile.set_shape(name, s, s, s)
-            config.set_calibration_profile(cal_profile)
-
-    timing = None
-    if timing_cache:
-        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        timing = config.create_timing_cache(data)
-        if not config.set_timing_cache(timing, False):
-            log(f"  timing cache {timing_cache} is from another device or TensorRT; starting a new one")
-            timing = config.create_timing_cache(b"")
-            config.set_timing_cache(timing, False)
-        elif data:
-            log(f"  reusing timing cache {timing_cache}")
-
-    monitor = _progress_monitor(trt, log, cancel) if hasattr(trt, "IProgressMonitor") else None  # 8.6+
-    if monitor is not None:
-        config.progress_monitor = monitor  # the local reference keeps it alive through the build
-    progress = contextlib.nullcontext() if monitor is not None else _Ticker(log)
-    with progress:
-        serialized = builder.build_serialized_network(network, config)
-    if calibrator is not None:
-        calibrator.free()
-        if calibrator.error is not None:
-            raise ModelError(f"calibration failed: {calibrator.error}") from calibrator.error
-        if batches is not None and calibrator.count:
-            extra = f", last {batches.dropped} dropped" if batches.dropped else ""
-            extra += f", {batches.repeated} slots repeated" if batches.repeated else ""
-            log(f"  calibrated on {batches.frames_used} frames in {batches.batches} batches of "
-                f"{calibration.batch_size}{extra}")
-        elif batches is not None and not cache.read():
-            raise ModelError(f"no calibration frames were read from {calibration.source}")
-    if cancel is not None and cancel.is_set():
-        raise ModelError("engine build cancelled")
-    if serialized is None:
-        raise ModelError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT messages above)")
-    if timing is not None:
-        atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
-    return bytes(serialized)
-
-
-def build_engine_file(onnx_path: str, settings: BuildSettings, engine_path: str, *, identity, cuda,
-                      onnx_bytes: bytes | None = None, key: str | None = None,
-                      calibration: CalibrationPlan | None = None, timing_cache: str = "",
-                      log: Callable[[str], None] = print, cancel: threading.Event | None = None,
-                      verbose: bool = False) -> dict[str, Any]:
-    """Build, write the engine (atomically) and its sidecar; the sidecar's contents."""
-    from perception_edge.backends.tensorrt_backend import import_tensorrt
-
-    trt = import_tensorrt()
-    onnx_bytes = onnx_bytes if onnx_bytes is not None else Path(onnx_path).read_bytes()
-    onnx_sha = sha256_bytes(onnx_bytes)
-    key = key or cache_key(onnx_sha, settings, identity)
-    start = time.monotonic()
-    log(f"building {settings.precision} engine for {onnx_path} (batch {settings.batch}, "
-        f"{identity.describe()}); this takes minutes on a Jetson")
-    with cuda.activate():
-        data = build_serialized(trt, onnx_bytes, onnx_path, settings, cuda, calibration, timing_cache,
-                                log, cancel, verbose)
-    atomic_write(engine_path, data)
-    sidecar = make_sidecar(onnx_path=onnx_path, onnx_sha256=onnx_sha, settings=settings, identity=identity,
-                           key=key, engine_sha256=sha256_bytes(data), onnx_metadata=read_onnx_io(onnx_bytes).metadata,
-                           calibration=calibration.record() if calibration is not None else None,
-                           timing_cache=timing_cache, build_seconds=round(time.monotonic() - start, 1))
-    write_sidecar(engine_path, sidecar)
-    return sidecar
-
-
 def _identity_or_none():
     try:
-        from perception_edge.backends.tensorrt_backend import cuda_memory, import_tensorrt, runtime_identity
+        from perception_edge.backends.tensorrt.cuda import cuda_memory
+        from perception_edge.backends.tensorrt.runtime import import_tensorrt, runtime_identity
 
         return runtime_identity(import_tensorrt(), cuda_memory())
     except Exception:
@@ -675,16 +231,23 @@ def main(argv: list[str] | None = None) -> int:
                               cal.cache_path if cal else "", req.timing_cache))
         return 0
 
-    from perception_edge.backends.tensorrt_backend import cuda_memory, import_tensorrt, runtime_identity
+    from perception_edge.backends.tensorrt.builder import build_engine_file
+    from perception_edge.backends.tensorrt.cuda import cuda_memory
+    from perception_edge.backends.tensorrt.runtime import import_tensorrt, runtime_identity
+    from perception_edge.data.frame_sources import iter_frames
 
     trt = import_tensorrt()
     cuda = cuda_memory()
     identity = runtime_identity(trt, cuda)
     engine_path = _engine_path(req, identity)
     cal = _with_cache_path(req, engine_path)
+    frames = None
+    if cal is not None and cal.source:
+        frames = iter_frames(cal.source, cal.topic or None, cal.frames, cal.stride)
     start = time.monotonic()
     build_engine_file(req.onnx_path, req.settings, engine_path, identity=identity, cuda=cuda, calibration=cal,
-                      timing_cache=req.timing_cache, log=lambda s: print(s, flush=True), verbose=req.verbose)
+                      timing_cache=req.timing_cache, log=lambda s: print(s, flush=True), verbose=req.verbose,
+                      frames=frames)
     size = Path(engine_path).stat().st_size / 1e6
     print(f"wrote {engine_path} ({size:.1f} MB) and {sidecar_path(engine_path).name} in "
           f"{time.monotonic() - start:.0f} s")
@@ -693,6 +256,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "parser", "resolve", "BuildRequest", "CalibrationBatches", "CalibrationCache", "CalibrationPlan",
-           "calibration_digest", "build_command", "trtexec_command", "make_calibrator", "build_serialized",
-           "build_engine_file"]
+# Library names that lived here before perception_edge.backends.tensorrt: still importable, with a warning.
+_MOVED = {"CalibrationBatches": "perception_edge.core.calibration",
+          "CalibrationCache": "perception_edge.backends.tensorrt.calibrators",
+          "CalibrationPlan": "perception_edge.backends.tensorrt.calibrators",
+          "calibration_digest": "perception_edge.backends.tensorrt.calibrators",
+          "make_calibrator": "perception_edge.backends.tensorrt.calibrators",
+          "build_command": "perception_edge.backends.tensorrt.commands",
+          "trtexec_command": "perception_edge.backends.tensorrt.commands",
+          "build_serialized": "perception_edge.backends.tensorrt.builder",
+          "build_engine_file": "perception_edge.backends.tensorrt.builder"}
+
+
+__getattr__ = moved_names(__name__, _MOVED)
+
+
+__all__ = ["main", "parser", "resolve", "BuildRequest"]

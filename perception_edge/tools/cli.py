@@ -26,8 +26,8 @@ COMMANDS = {
     "bench-reliability": ("perception_edge.tools.bench_reliability", "main",
                           "overload / soak / steady runs of the container: latency tails, drops, memory"),
     "replay": ("perception_edge.tools.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
-    "generate-data": ("perception_edge.data.dataset", "main_generate", "synthetic driving scenes with ground truth"),
-    "import-carla": ("perception_edge.data.dataset", "main_import_carla", "CARLA captures -> lane-mask dataset"),
+    "generate-data": ("perception_edge.tools.generate_data", "main", "synthetic driving scenes with ground truth"),
+    "import-carla": ("perception_edge.tools.import_carla", "main", "CARLA captures -> lane-mask dataset"),
     "train-seg": ("perception_edge.tools.train_seg", "main", "train a lane segmentation model (U-Net / DDRNet) [torch]"),
     "train-det": ("perception_edge.tools.train_det", "main", "train the YOLOv5 detector [torch]"),
 }

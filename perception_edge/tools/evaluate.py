@@ -140,7 +140,7 @@ def inference_ms(model: Model, image: np.ndarray, runs: int = 20) -> float:
 
 def load_images(args) -> tuple[list[np.ndarray], list[Sample] | None]:
     if args.frames:
-        from perception_edge.tools.frame_sources import iter_frames
+        from perception_edge.data.frame_sources import iter_frames
 
         images = [to_rgb(px, order) for px, order, _, _ in iter_frames(args.frames, args.topic or None,
                                                                         limit=args.count)]

@@ -1,7 +1,7 @@
 """`perception-edge quantize`: ONNX FP32 -> ONNX INT8 for ONNX Runtime (static post-training, QDQ).
 
 Calibration frames (a folder, video, GIF or rosbag topic) go through the runtime Preprocessor, as
-for TensorRT INT8 calibration (build_engine.CalibrationBatches), so the activation ranges describe
+for TensorRT INT8 calibration (perception_edge.core.calibration.CalibrationBatches), so the activation ranges describe
 the tensors the model sees in service. Weights are int8 per output channel, activations int8 per
 tensor (asymmetric); ONNX Runtime fuses the QDQ pairs into integer kernels on CPU. For TensorRT use
 build-engine --precision int8, which calibrates the engine itself.
@@ -21,8 +21,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from perception_edge.backends.engine_cache import sha256_file
+from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.errors import ConfigError, ModelError
+from perception_edge.core.files import sha256_file
 
 METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("int8", "uint8")  # int8: ONNX Runtime's default S8S8; uint8: U8S8 (x86 without VNNI)
@@ -167,8 +168,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from perception_edge.backends import create_backend
-    from perception_edge.tools.build_engine import CalibrationBatches
-    from perception_edge.tools.frame_sources import iter_frames
+    from perception_edge.data.frame_sources import iter_frames
 
     args = parser().parse_args(argv)
     if args.calibration_frames < 1:

@@ -6,7 +6,7 @@ and reports, in one table: end-to-end latency (publish -> result received), the 
 stage latencies, and -- where ground truth exists (the synthetic drive) -- mAP@0.5 and lane IoU.
 
 Sources: `--synthetic N` (a generated 3-camera drive with ground truth, the default) or `--source`
-(a rosbag, video, GIF or image folder, read by frame_sources; no ground truth, latency only).
+(a rosbag, video, GIF or image folder, read by perception_edge.data.frame_sources; no ground truth, latency only).
 `--rate 0` (default) is lockstep: the next step is published once the results of the previous one
 arrived (or --timeout passed), so every frame is scored; `--rate HZ` publishes like a camera.
 """
@@ -44,7 +44,7 @@ def synthetic_steps(count: int, size: tuple[int, int], seed: int) -> list[Step]:
 
 
 def source_steps(source: str, topic: str | None, count: int) -> list[Step]:
-    from perception_edge.tools.frame_sources import iter_frames
+    from perception_edge.data.frame_sources import iter_frames
 
     return [[("cam", np.ascontiguousarray(to_rgb(pixels, order)), None)]
             for pixels, order, _, _ in iter_frames(source, topic=topic, limit=count)]

@@ -22,8 +22,9 @@ except Exception:  # ImportError, or OSError when the package is there but libnv
     pytest.skip("tensorrt not installed", allow_module_level=True)
 
 from perception_edge.backends import create_backend  # noqa: E402
-from perception_edge.backends import tensorrt_backend as tb  # noqa: E402
-from perception_edge.backends.engine_cache import read_sidecar, sidecar_path  # noqa: E402
+from perception_edge.backends.tensorrt import cuda as trt_cuda  # noqa: E402
+from perception_edge.backends.tensorrt import loader, runtime  # noqa: E402
+from perception_edge.backends.tensorrt.cache import read_sidecar, sidecar_path  # noqa: E402
 from perception_edge.core.errors import InputError, ModelError  # noqa: E402
 from perception_edge.tools import build_engine as be  # noqa: E402
 
@@ -33,7 +34,7 @@ TOL = dict(atol=3e-2, rtol=3e-2)  # FP16 (and TF32 for FP32 engines) against FP3
 @pytest.fixture(scope="module", autouse=True)
 def gpu_memory():
     try:
-        return tb.cuda_memory()
+        return trt_cuda.cuda_memory()
     except ModelError as e:
         pytest.skip(f"no GPU memory access: {e}")
 
@@ -102,7 +103,7 @@ def test_fp16_engine_matches_onnxruntime_for_batches_1_to_4(tiny, fp16_engine):
     assert side["tensorrt_version"] == trt.__version__
     backend = create_backend(str(fp16_engine), "tensorrt")
     try:
-        assert isinstance(backend, tb.TensorRTBackend)
+        assert isinstance(backend, runtime.TensorRTBackend)
         assert backend.inputs[0].shape == (None, 3, 64, 64) and backend.max_batch == 4
         assert [o.name for o in backend.outputs] == ["output0", "num_dets"]
         assert backend.outputs[1].dtype == np.int32
@@ -142,18 +143,18 @@ def test_detector_splits_batches_over_the_engine(fp16_engine):
 
 
 def test_api_generations_and_cuda_libraries_agree(fp16_engine):
-    apis = [tb.API_TENSORS] if hasattr(trt.IExecutionContext, "execute_async_v3") else []
+    apis = [runtime.API_TENSORS] if hasattr(trt.IExecutionContext, "execute_async_v3") else []
     if hasattr(trt.ICudaEngine, "num_bindings"):  # TensorRT 8.x
-        apis.append(tb.API_BINDINGS)
+        apis.append(runtime.API_BINDINGS)
     x = np.random.default_rng(3).random((3, 3, 64, 64), dtype=np.float32)
     results = {}
     for kind in ("pycuda", "cuda-python"):
         try:
-            memory = tb.cuda_memory(kind)
+            memory = trt_cuda.cuda_memory(kind)
         except ModelError:
             continue
         for api in apis:
-            backend = tb.TensorRTBackend(str(fp16_engine), sidecar=read_sidecar(fp16_engine), api=api, cuda=memory)
+            backend = runtime.TensorRTBackend(str(fp16_engine), sidecar=read_sidecar(fp16_engine), api=api, cuda=memory)
             try:
                 assert backend.api == api
                 results[(api, kind)] = backend.run(x)[0]
@@ -210,7 +211,7 @@ def test_onnx_model_goes_through_the_engine_cache(tiny, tmp_path):
     assert be.main(args[2:]) == 0
     backend = create_backend(str(tiny), "tensorrt", engine=options)
     try:
-        assert isinstance(backend, tb.TensorRTBackend)
+        assert isinstance(backend, runtime.TensorRTBackend)
         assert Path(backend.path).parent == tmp_path / "engines" and backend.max_batch == 2
     finally:
         backend.close()
@@ -220,7 +221,7 @@ def test_auto_build_in_the_background(tiny, tmp_path):
     options = {"cache_dir": str(tmp_path), "auto_build": True, "max_batch": 2}
     proxy = create_backend(str(tiny), "tensorrt", engine=options)
     try:
-        assert isinstance(proxy, tb.EngineBuildInProgress)
+        assert isinstance(proxy, loader.EngineBuildInProgress)
         assert proxy.status in ("building engine", "ready")
         assert proxy.wait(600), proxy.status
         assert proxy.status == "ready"
@@ -229,7 +230,7 @@ def test_auto_build_in_the_background(tiny, tmp_path):
     finally:
         proxy.close()
     again = create_backend(str(tiny), "tensorrt", engine=options)  # found in the cache now
-    assert isinstance(again, tb.TensorRTBackend)
+    assert isinstance(again, runtime.TensorRTBackend)
     again.close()
 
 
@@ -269,7 +270,7 @@ def test_cuda_python_import_names():
     if importlib.util.find_spec("cuda") is None:
         pytest.skip("cuda-python not installed")
     try:
-        memory = tb.CudaPythonMemory()
+        memory = trt_cuda.CudaPythonMemory()
     except ImportError:
         pytest.skip("cuda-python without a runtime module")
     name, cc = memory.identity()

@@ -1,0 +1,232 @@
+"""Import structure of the package, read from the source (ast; nothing is imported): no import cycle
+between files, and imports that point one way through the layers (docs in README, Layout).
+
+    cli layer   perception_edge.tools (and perception_edge.cli)      may import anything; nothing imports it
+    nodes       nodes -> pipeline, backends, config, core
+    pipeline    pipeline -> backends, core
+    training    training -> models, data, core
+    backends    backends -> core; backends/tensorrt -> core and backends.base only
+    models      models -> core
+    data        data -> core
+    core        numpy / OpenCV; never rclpy, ROS messages, onnxruntime, tensorrt, CUDA or torch
+
+Every import counts, also those inside functions (imported lazily, they still tie the modules together).
+Violations that a later change is meant to remove go in EXPECTED with the reason; each is an xfail
+(strict) of its own, so it turns into a failure once fixed and must then leave the list.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "perception_edge"
+PKG = ROOT.name
+CLI = (f"{PKG}.tools", f"{PKG}.cli")
+
+# layer -> the package parts it may import (besides itself, its own sub-modules and the root package,
+# which holds only __version__). The first matching prefix wins, so sub-layers come first.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (f"{PKG}.backends.tensorrt", (f"{PKG}.core", f"{PKG}.backends.base")),
+    (f"{PKG}.backends", (f"{PKG}.core",)),
+    (f"{PKG}.core", ()),
+    (f"{PKG}.config", (f"{PKG}.core",)),
+    (f"{PKG}.data", (f"{PKG}.core",)),
+    (f"{PKG}.models", (f"{PKG}.core",)),
+    (f"{PKG}.training", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
+    (f"{PKG}.pipeline", (f"{PKG}.core", f"{PKG}.backends")),
+    (f"{PKG}.nodes", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.config")),
+]
+CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",
+                  "diagnostic_msgs", "onnxruntime", "onnx", "tensorrt", "pycuda", "cuda", "torch", "torchvision")
+
+# (importer, imported) -> why it is still there. Empty: today's layout keeps every rule.
+EXPECTED: dict[tuple[str, str], str] = {}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        name = ".".join(rel.parts)
+        mods[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
+    return mods
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> list[str]:
+    """Every module name an import statement of this file refers to (absolute, dotted)."""
+    here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here.split(".")[: len(here.split(".")) - node.level + 1]
+                src = ".".join(base + ([node.module] if node.module else []))
+            else:
+                src = node.module or ""
+            out += [src] + [f"{src}.{a.name}" for a in node.names]
+    return out
+
+
+def _resolve(name: str) -> str | None:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+RAW = {m: _imports(m, p) for m, p in MODULES.items()}
+EDGES: dict[str, set[str]] = {
+    m: {t for t in (_resolve(n) for n in names if n == PKG or n.startswith(PKG + ".")) if t and t != m}
+    for m, names in RAW.items()}
+
+
+def _inside(module: str, part: str) -> bool:
+    return module == part or module.startswith(part + ".")
+
+
+def _layer(module: str) -> tuple[str, tuple[str, ...]] | None:
+    return next(((part, allowed) for part, allowed in LAYERS if _inside(module, part)), None)
+
+
+def _cycles() -> list[list[str]]:
+    """Strongly connected components of more than one file (Tarjan), without those made only of a
+    package and its own modules (an __init__ re-exporting its children)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in EDGES[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10000))
+    try:
+        for v in MODULES:
+            if v not in index:
+                visit(v)
+    finally:
+        sys.setrecursionlimit(limit)
+    return [c for c in found
+            if not all(any(_inside(o, x) or _inside(x, o) for o in c if o != x) for x in c)]
+
+
+def _layer_breaks() -> set[tuple[str, str]]:
+    bad = set()
+    for m, targets in EDGES.items():
+        if any(_inside(m, c) for c in CLI):
+            continue
+        for t in targets:
+            if any(_inside(t, c) for c in CLI):
+                bad.add((m, t))
+                continue
+            layer = _layer(m)
+            if layer is None or t == PKG or _inside(t, layer[0]):
+                continue
+            if not any(_inside(t, ok) for ok in layer[1]):
+                bad.add((m, t))
+    return bad
+
+
+def test_the_walk_sees_the_package():
+    """The walk finds every part of the package and the imports between them (guards the test itself)."""
+    assert {f"{PKG}.core.sync", f"{PKG}.backends.tensorrt.runtime", f"{PKG}.tools.cli", f"{PKG}.pipeline",
+            f"{PKG}.data.frame_sources", f"{PKG}.training.loop"} <= set(MODULES)
+    assert f"{PKG}.core.transform" in EDGES[f"{PKG}.core.preprocess"]
+    assert f"{PKG}.backends.tensorrt.cache" in EDGES[f"{PKG}.backends.tensorrt.runtime"]
+    assert all(_layer(m) is not None or any(_inside(m, c) for c in CLI) or m == PKG for m in MODULES), \
+        [m for m in MODULES if _layer(m) is None and not any(_inside(m, c) for c in CLI) and m != PKG]
+
+
+def test_no_import_cycles_between_files():
+    assert _cycles() == []
+
+
+def test_imports_point_one_way_through_the_layers():
+    unexpected = sorted(_layer_breaks() - set(EXPECTED))
+    assert not unexpected, "\n".join(f"{m} imports {t}" for m, t in unexpected)
+
+
+@pytest.mark.parametrize("edge", sorted(EXPECTED), ids=lambda e: f"{e[0]}->{e[1]}")
+def test_expected_layer_breaks(edge):
+    if edge in _layer_breaks():
+        pytest.xfail(EXPECTED[edge])
+    pytest.fail(f"{edge[0]} no longer imports {edge[1]}: remove it from EXPECTED")
+
+
+def test_core_stays_free_of_runtimes_and_ros():
+    bad = [(m, n) for m, names in RAW.items() if _inside(m, f"{PKG}.core")
+           for n in names if n.split(".")[0] in CORE_FORBIDDEN]
+    assert not bad, bad
+
+
+def test_tensorrt_package_imports_only_core_and_backend_base():
+    bad = [(m, t) for m, ts in EDGES.items() if _inside(m, f"{PKG}.backends.tensorrt") for t in ts
+           if not (t == PKG or _inside(t, f"{PKG}.core") or t == f"{PKG}.backends.base"
+                   or _inside(t, f"{PKG}.backends.tensorrt"))]
+    assert not bad, bad
+
+
+# -- old import paths keep working, with a DeprecationWarning ---------------------------------------
+
+MOVED = [  # (old module, name, new module[:new name])
+    ("perception_edge.backends.tensorrt_backend", "TensorRTBackend", "perception_edge.backends.tensorrt.runtime"),
+    ("perception_edge.backends.tensorrt_backend", "create_tensorrt_backend",
+     "perception_edge.backends.tensorrt.loader"),
+    ("perception_edge.backends.tensorrt_backend", "cuda_memory", "perception_edge.backends.tensorrt.cuda"),
+    ("perception_edge.backends.engine_cache", "check_engine", "perception_edge.backends.tensorrt.cache"),
+    ("perception_edge.backends.engine_cache", "read_onnx_io", "perception_edge.backends.tensorrt.onnx_io"),
+    ("perception_edge.backends.engine_cache", "sha256_file", "perception_edge.core.files"),
+    ("perception_edge.tools.frame_sources", "iter_frames", "perception_edge.data.frame_sources"),
+    ("perception_edge.tools.frame_sources", "Frame", "perception_edge.data.frame_sources:SourceFrame"),
+    ("perception_edge.tools.build_engine", "CalibrationBatches", "perception_edge.core.calibration"),
+    ("perception_edge.tools.build_engine", "build_command", "perception_edge.backends.tensorrt.commands"),
+    ("perception_edge.tools.train_det", "YoloLoss", "perception_edge.training.detection"),
+    ("perception_edge.tools.train_det", "store_weights_fp16", "perception_edge.training.detection"),
+    ("perception_edge.tools.train_seg", "seg_loss", "perception_edge.training.segmentation"),
+    ("perception_edge.data.synthetic", "Frame", "perception_edge.data.synthetic:SyntheticFrame"),
+]
+ALIAS_MODULES = ("perception_edge.backends.tensorrt_backend", "perception_edge.backends.engine_cache",
+                 "perception_edge.tools.frame_sources")  # whole modules that warn when imported
+
+
+@pytest.mark.parametrize("old, name, new", MOVED, ids=lambda v: v.rsplit(".", 1)[-1])
+def test_old_import_paths_still_work_and_warn(old, name, new):
+    new_module, _, new_name = new.partition(":")
+    if old in ALIAS_MODULES:
+        sys.modules.pop(old, None)  # imported afresh, so that the import warns here
+    with pytest.warns(DeprecationWarning, match="deprecated|moved|is now"):
+        obj = getattr(importlib.import_module(old), name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new home itself does not warn
+        assert obj is getattr(importlib.import_module(new_module), new_name or name)
