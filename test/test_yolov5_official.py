@@ -425,7 +425,8 @@ def test_rect_detector_equals_official_rect_inference(frames, tmp_path):
 
 
 def test_fixed_rectangular_export_and_its_engine_profile(frames, tmp_path, capsys):
-    from perception_edge.backends.engine_cache import make_settings, read_onnx_io
+    from perception_edge.backends.tensorrt.cache import make_settings
+    from perception_edge.backends.tensorrt.onnx_io import read_onnx_io
 
     out = tmp_path / "rect.onnx"
     assert main_export(["--variant", "n", "--nc", "2", "--img-size", "640x384", "--dynamic-batch",

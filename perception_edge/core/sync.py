@@ -14,17 +14,23 @@ a 1 Hz rig -- still batch together):
 * skewed: a camera that did send, but whose stamps cannot be matched within the slop (an
   unsynchronized camera clock, a driver stamping at exposure instead of receipt, a bag replayed next
   to live cameras). Cameras are compared by their stamp-to-arrival offset (stamp minus arrival
-  time), which does not depend on when in its period each camera's last frame came: the largest
-  group whose offsets lie within the slop of each other keeps batching (ties: the group whose stamps
-  agree best with the receiver's clock, `Frame.received`, else the earlier camera in the list), the
-  others are left out with the offset seen. A skewed camera rejoins once its offset is within the
-  slop of the batching cameras' again; until then its frames are dropped on arrival.
+  time), which does not depend on when in its period each camera's last frame came. Each camera's
+  offset is the largest of its last few frames' (the quickest delivery), so delivery jitter and
+  stalls do not count as skew. The largest group whose offsets lie within the slop of each other
+  keeps batching (ties: the group whose stamps agree best with the receiver's clock,
+  `Frame.received`, else the earlier camera in the list); a camera whose offset is more than the
+  slop from that group's median is left out, with the offset seen. That includes a camera whose
+  frames arrive later than the others' by more than the slop: with the newest frame per camera it
+  cannot be matched either. A skewed camera rejoins once a frame's offset is within the slop of
+  the batching cameras' again; until then its frames are dropped on arrival. A skewed camera that
+  falls silent is reported stale instead.
 
 LatestSlot hands batches from the subscription side to the worker thread: put() never blocks, a
 newer batch replaces an unconsumed one (counted as dropped), get() waits on a condition variable.
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +39,7 @@ from typing import Any, Callable, Generic, Iterable, TypeVar
 import numpy as np
 
 NS_PER_S = 1_000_000_000
+RECENT_OFFSETS = 8  # frames per camera whose stamp-to-arrival offsets judge whether it is out of step
 
 
 @dataclass
@@ -143,6 +150,8 @@ class FrameSync:
         self._pending: dict[str, Frame | None] = {c: None for c in self.cameras}
         self._stats: dict[str, CameraStats] = {c: CameraStats() for c in self.cameras}
         self._received_offset: dict[str, int | None] = {c: None for c in self.cameras}  # stamp - received
+        self._offsets: dict[str, collections.deque[int]] = {c: collections.deque(maxlen=RECENT_OFFSETS)
+                                                            for c in self.cameras}  # stamp - arrival, ns
         self._started = clock()
         self._waiting_since: float | None = None  # arrival of the first frame since the last batch
         self.batches = 0
@@ -164,6 +173,7 @@ class FrameSync:
             st.last_arrival = now
             st.is_stale = False
             st.last_offset_ns = frame.stamp - int(round(frame.arrival * NS_PER_S))
+            self._offsets[frame.camera].append(st.last_offset_ns)
             if frame.received is not None:
                 self._received_offset[frame.camera] = frame.stamp - frame.received
             if st.is_skewed and not self._rejoins(frame.camera, now):
@@ -222,6 +232,11 @@ class FrameSync:
 
     def _update(self, now: float) -> None:
         """Once a frame has waited stale_timeout: leave out who it waits for (see the module doc)."""
+        for cam in self.cameras:  # a skewed camera that fell silent is stale, not out of step
+            st = self._stats[cam]
+            if st.is_skewed and self._silent(cam, now):
+                st.is_skewed, st.is_stale = False, True
+                st.stale += 1
         ws = self._waiting_since
         if ws is None or now - ws <= self.stale_timeout:
             return
@@ -239,8 +254,14 @@ class FrameSync:
             for st in self._stats.values():
                 st.is_skewed = False
 
+    def _offset(self, camera: str) -> int | None:
+        """The camera's stamp-to-arrival offset: the largest of its recent frames' (the quickest
+        delivery; later deliveries only lower it)."""
+        recent = self._offsets[camera]
+        return max(recent) if recent else None
+
     def _leave_out_unmatched(self, cameras: list[str]) -> None:
-        offsets = {c: self._stats[c].last_offset_ns for c in cameras}
+        offsets = {c: self._offset(c) for c in cameras}
         known = sorted((c for c in cameras if offsets[c] is not None), key=lambda c: offsets[c])  # type: ignore
         best: list[str] = []
         best_key: tuple = ()
@@ -256,14 +277,16 @@ class FrameSync:
             return  # they match: nothing to leave out (a batch forms, or the sync is only behind)
         reference = _median([offsets[c] for c in best])  # type: ignore[misc]
         for cam in cameras:
-            if cam not in best and offsets[cam] is not None:
-                st = self._stats[cam]
-                st.is_skewed = True
-                st.skewed += 1
-                st.offset = (offsets[cam] - reference) / NS_PER_S  # type: ignore[operator]
-                if self._pending[cam] is not None:
-                    self._pending[cam] = None
-                    st.dropped += 1
+            off = offsets[cam]
+            if cam in best or off is None or abs(off - reference) <= self.slop_ns:
+                continue
+            st = self._stats[cam]
+            st.is_skewed = True
+            st.skewed += 1
+            st.offset = (off - reference) / NS_PER_S
+            if self._pending[cam] is not None:
+                self._pending[cam] = None
+                st.dropped += 1
 
     def _clock_disagreement(self, group: list[str]) -> float:
         """How far a group's stamps are from the receiver's clock (0 when it is not known)."""
@@ -274,14 +297,13 @@ class FrameSync:
         """A skewed camera whose newest frame's offset is within the slop of the batching cameras',
         or whose batching cameras have all fallen silent (it batches alone then)."""
         st = self._stats[camera]
-        known = [self._stats[c].last_offset_ns for c in self._live() if not self._silent(c, now)]
-        if not known:
-            st.is_skewed = False
-            return True
-        diff = st.last_offset_ns - _median(known)  # type: ignore[operator]
+        known = [self._offset(c) for c in self._live() if not self._silent(c, now)]
+        diff = st.last_offset_ns - _median(known) if known else 0  # type: ignore[operator,type-var]
         st.offset = diff / NS_PER_S
         if abs(diff) <= self.slop_ns:
             st.is_skewed = False
+            self._offsets[camera].clear()
+            self._offsets[camera].append(st.last_offset_ns)  # type: ignore[arg-type]
             return True
         return False
 
