@@ -102,6 +102,9 @@ PARAMETERS: list[Param] = [
           "working memory for reuse; off: each run allocates and frees it, slower and no smaller here)."),
     Param("onnxruntime.memory_pattern", bool, False, "ONNX Runtime's memory-pattern planning (preallocates "
           "per input shape)."),
+    Param("onnxruntime.graph_optimization", str, "all", "ONNX Runtime graph optimizations: all (with the CPU "
+          "layout transformations: fastest, more memory), extended (without them), basic.",
+          choices=("all", "extended", "basic")),
 ]
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}

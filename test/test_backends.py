@@ -84,3 +84,37 @@ def test_cli_prints_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"perception-edge segment: error: cannot read image {tmp_path / 'nope.png'}"
     assert main(["detect", "--model", str(seg), "--conf-thres", "1.5", "--output", "o", str(img)]) == 1
     assert "outside [0.0, 1.0]" in capsys.readouterr().err
+
+
+def test_onnxruntime_memory_settings_follow_the_schema(tmp_path):
+    """The backend's own defaults are the schema's (every front door gets the bounded footprint),
+    and configured values reach the session."""
+    import inspect
+
+    import onnxruntime as ort
+
+    from perception_edge import config
+    from perception_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    defaults = inspect.signature(OnnxRuntimeBackend.__init__).parameters
+    for name in ("cpu_arena", "memory_pattern", "graph_optimization"):
+        assert defaults[name].default == config.BY_NAME[f"onnxruntime.{name}"].default, name
+    path = str(segmentation_graph(tmp_path / "seg.onnx"))
+    b = create_backend(path, onnxruntime={"cpu_arena": False, "memory_pattern": True, "graph_optimization": "basic"})
+    opts = b.session.get_session_options()
+    assert (opts.enable_cpu_mem_arena, opts.enable_mem_pattern) == (False, True)
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts = create_backend(path).session.get_session_options()
+    assert (opts.enable_cpu_mem_arena, opts.enable_mem_pattern) == (True, False)
+    with pytest.raises(ModelError, match="graph optimization"):
+        create_backend(path, onnxruntime={"graph_optimization": "turbo"})
+
+
+def test_threads_are_split_between_concurrent_models():
+    from perception_edge.pipeline import backend_options, threads_per_model
+
+    assert threads_per_model(0, 1, cores=8) == 0  # one model: the runtime's default
+    assert threads_per_model(0, 2, cores=8) == 4 and threads_per_model(0, 2, cores=2) == 1
+    assert threads_per_model(0, 3, cores=2) == 1  # never below one
+    assert threads_per_model(3, 2, cores=8) == 3  # an explicit value wins
+    assert backend_options({"num_threads": 0, "onnxruntime.cpu_arena": False}, 2)["onnxruntime"] == {"cpu_arena": False}

@@ -72,11 +72,14 @@ def fuzz_main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--raw-only", action="store_true", help="only the raw camera (malformed Image messages)")
     args = p.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("fuzz_publisher")
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {RAW: node.create_publisher(Image, RAW, qos), JPEG: node.create_publisher(CompressedImage, JPEG, qos)}
+    pubs = {RAW: node.create_publisher(Image, RAW, qos)}
+    if not args.raw_only:
+        pubs[JPEG] = node.create_publisher(CompressedImage, JPEG, qos)
     frames = [cv2.imread(str(x)) for x in sorted(DRIVING.glob("*.jpg"))[:4]]
     small = frames[0][:120, :160]
     jpeg = cv2.imencode(".jpg", small)[1].tobytes()
@@ -111,14 +114,15 @@ def fuzz_main(argv: list[str]) -> int:
             c.header.stamp, c.header.frame_id = stamp, "fz_jpeg"
             c.format = "bgr8; jpeg compressed bgr8"
             c.data = array.array("B", cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-            pubs[JPEG].publish(c)
+            if JPEG in pubs:
+                pubs[JPEG].publish(c)
             sent[RAW] += 1
             sent[JPEG] += 1
             reply(f"valid {stamp.sec} {stamp.nanosec}")
         elif words[0] == "bad":
             for _ in range(int(words[1])):
                 topic, kind, fields = malformed(k, rng, jpeg, png, huge_png)
-                k += 1
+                k += 2 if args.raw_only else 1
                 m = Image() if kind == "raw" else CompressedImage()
                 m.header.stamp = node.get_clock().now().to_msg()
                 m.header.frame_id = "fuzz"
@@ -126,7 +130,7 @@ def fuzz_main(argv: list[str]) -> int:
                     setattr(m, name, array.array("B", value) if name == "data" else value)
                 pubs[topic].publish(m)
                 sent[topic] += 1
-                time.sleep(0.002)
+                time.sleep(float(words[2]) if len(words) > 2 else 0.002)
             reply(f"sent {sent[RAW]} {sent[JPEG]}")
     node.destroy_node()
     rclpy.try_shutdown()
@@ -318,6 +322,42 @@ def test_camera_with_offset_stamps_costs_the_others_nothing(tmp_path):
         assert sync[1] == 1 and right in sync[3]["left_out"], sync  # WARN, not ERROR: batches form
         model = statuses(diags, "detection model")[-1]
         assert model[1] == 0, model
+        assert container.poll() is None
+    finally:
+        if listener is not None:
+            listener.close()
+        procs.close()
+
+
+def test_diagnostics_tell_idle_from_starved(tmp_path):
+    """No frames: the model is idle (OK). Frames that arrive but never form a batch (here: every
+    message malformed): the sync status turns ERROR and the model reports itself starved (WARN);
+    the camera's counts say why."""
+    domain = domain_id(22)
+    env = ros_env(domain, tmp_path)
+    params = write_params(tmp_path / "params.yaml", **base_params(
+        DET_MODEL, "", [RAW], input_qos="reliable", **{"sync.stale_timeout": 0.5}))
+    procs = Procs(tmp_path, env)
+    listener = None
+    try:
+        container = procs.container(params)
+        listener = Listener(domain)
+        diags = listener.subscribe(DiagnosticArray, "/diagnostics", diag_summary)
+        alive = [container]
+
+        def model_says(level, text):
+            return lambda: any(lv == level and text in msg for _, lv, msg, _ in statuses(diags, "detection model")[-2:])
+
+        assert listener.wait(model_says(0, "idle"), WAIT, alive), statuses(diags, "detection model")[-2:]
+        assert statuses(diags, "camera_fusion: sync")[-1][1] == 0  # idle is not an error
+        fuzz = procs.start("fuzz", [sys.executable, str(Path(__file__).resolve()), "fuzz", "--raw-only"], stdin=True)
+        alive.append(fuzz)
+        command(fuzz, "bad 60 0.1")  # 10 Hz of malformed frames for 6 s
+        assert listener.wait(model_says(1, "starved"), WAIT, alive), statuses(diags, "detection model")[-2:]
+        sync = statuses(diags, "camera_fusion: sync")[-1]
+        assert sync[1] == 2 and "no batch has formed" in sync[2], sync
+        camera = statuses(diags, f"camera {RAW}")[-1][3]
+        assert int(camera["bad_messages"]) >= 1 and camera["decoded"] == "0", camera
         assert container.poll() is None
     finally:
         if listener is not None:

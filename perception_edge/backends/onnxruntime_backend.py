@@ -28,14 +28,21 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: str, num_threads: int = 0, providers: Sequence[str] | None = None,
-                 use_gpu: bool = True, cpu_arena: bool = True, memory_pattern: bool = False):
+                 use_gpu: bool = True, cpu_arena: bool = True, memory_pattern: bool = False,
+                 graph_optimization: str = "all"):
         import onnxruntime as ort
 
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in GPU_PROVIDERS if use_gpu and p in available] + ["CPUExecutionProvider"]
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+        if graph_optimization not in levels:
+            raise ModelError(f"unknown ONNX Runtime graph optimization {graph_optimization!r}; "
+                             f"expected one of {', '.join(levels)}")
+        options.graph_optimization_level = levels[graph_optimization]
         if num_threads > 0:
             options.intra_op_num_threads = num_threads
         options.enable_cpu_mem_arena = bool(cpu_arena)
