@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from perception_edge.core.errors import PerceptionError
-from perception_edge.core.sync import NS_PER_S, Batch, FrameSync, LatestSlot
+from perception_edge.core.sync import NS_PER_S, Batch, CameraStats, FrameSync, LatestSlot
 from perception_edge.nodes import diagnostics as diag
 from perception_edge.nodes.messages import compressed_to_frame, image_to_frame, is_compressed_topic
 from perception_edge.nodes.parameters import declare_schema_parameters, output_topic, run_main
@@ -272,7 +272,7 @@ class CameraFusion:
         return (now - max(last_msg) if last_msg else None,
                 now - last_batch if last_batch is not None else None)
 
-    def starved_for(self) -> float:
+    def starved_for(self, stats: dict[str, CameraStats] | None = None) -> float:
         """Seconds that messages have been arriving without a batch forming (0 when batches form,
         or when nothing arrives). 'A few periods' of the slowest camera, or twice the stale
         timeout, pass before that is unusual."""
@@ -280,15 +280,16 @@ class CameraFusion:
         if since_msg is None or since_msg > max(1.0, 2 * self.sync.stale_timeout):
             return 0.0
         waited = since_batch if since_batch is not None else self._clock() - self._started
-        intervals = [self.sync.stats()[c].interval for c in self.cameras]
+        stats = stats or self.sync.stats()
+        intervals = [stats[c].interval for c in self.cameras]
         limit = max(2 * self.sync.stale_timeout, 3 * max(intervals, default=0.0))
         return waited if waited > limit else 0.0
 
-    def counts(self, camera: str) -> dict[str, int]:
+    def counts(self, camera: str, stats: dict[str, CameraStats] | None = None) -> dict[str, int]:
         """A camera's frame counts. They add up: received = decoded + bad_messages + decode_skipped
         (+ 1 while one is being decoded); decoded = batched + dropped_in_sync + waiting (0 or 1).
         lost_before_callback: sent by a publisher, never delivered to this node."""
-        st, s = self._state[camera], self.sync.stats()[camera]
+        st, s = self._state[camera], (stats or self.sync.stats())[camera]
         skipped = st.decode_slot.dropped if st.decode_slot is not None else 0
         return {"received": st.messages, "decoded": s.received, "bad_messages": st.bad, "decode_skipped": skipped,
                 "batched": s.batched, "dropped_in_sync": s.dropped, "waiting": s.waiting,
@@ -301,7 +302,7 @@ class CameraFusion:
         slop = self.sync.slop_ns / NS_PER_S
         for cam in self.cameras:
             st, s = self._state[cam], stats[cam]
-            counts = self.counts(cam)
+            counts = self.counts(cam, stats)
             values = {
                 "input_rate_hz": st.rate.rate(),
                 "input_latency_ms": st.latency.medians().get("input", float("nan")),
@@ -343,7 +344,7 @@ class CameraFusion:
     def sync_status(self, stats) -> Any:
         """One status for the batching itself: ERROR when frames arrive but no batch forms."""
         since_msg, since_batch = self.activity()
-        starved = self.starved_for()
+        starved = self.starved_for(stats)
         left_out = [c for c in self.cameras if stats[c].is_stale or stats[c].is_skewed]
         values = {"batches": self.sync.batches, "seconds_since_batch": since_batch if since_batch is not None
                   else float("nan"), "waiting_s": self.sync.waiting_for(), "left_out": ",".join(left_out),
