@@ -408,3 +408,28 @@ def test_skewed_camera_that_falls_silent_is_stale():
         sync.add(frame("a", 12 + k * 0.1))
     st = sync.stats()["b"]
     assert st.is_stale and not st.is_skewed
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cameras_that_stop_go_stale_despite_jitter_and_losses(seed):
+    """10 Hz, 10% of frames lost, deliveries 5-300 ms late; two of three cameras stop at t=5 s: they
+    go stale (even when their last frames arrived during a wait and were dropped as too old) and the
+    third batches alone."""
+    rng = np.random.default_rng(seed)
+    clock = FakeClock(0.0)
+    sync = FrameSync(["f", "l", "r"], 0.05, 1.0, clock=clock)
+    events = [(p, None, None) for p in np.arange(0.0, 12.0, 0.05)]  # the poll timer
+    for k in range(100):
+        t = 1 + k / 10
+        for cam in "flr":
+            if (cam == "f" or t < 5) and rng.random() >= 0.1:
+                events.append((t + rng.uniform(0.005, 0.3), cam, t))
+    batches = []
+    for arrival, cam, stamp in sorted(events, key=lambda e: e[0]):
+        clock.t = arrival
+        b = sync.poll() if cam is None else sync.add(frame(cam, stamp))
+        if b is not None:
+            batches.append(b)
+    st = sync.stats()
+    assert st["l"].is_stale and st["r"].is_stale and not st["f"].is_stale and not st["f"].is_skewed
+    assert sum(1 for b in batches if b.cameras == ["f"] and b.frames[0].stamp >= 8 * NS_PER_S) >= 20

@@ -10,7 +10,8 @@ decided when a frame has waited `stale_timeout` (timed from the first frame sinc
 not from any camera's last frame, so cameras slower than 1 / stale_timeout -- a replay in lockstep,
 a 1 Hz rig -- still batch together):
 
-* stale: a camera that sent nothing during that wait. It rejoins with its next frame.
+* stale: a camera that has no frame for the waiting one and has sent nothing for stale_timeout
+  (its last frame may have been dropped as too old during the wait). It rejoins with its next frame.
 * skewed: a camera that did send, but whose stamps cannot be matched within the slop (an
   unsynchronized camera clock, a driver stamping at exposure instead of receipt, a bag replayed next
   to live cameras). Cameras are compared by their stamp-to-arrival offset (stamp minus arrival
@@ -243,8 +244,8 @@ class FrameSync:
         sending = []
         for cam in self._live():
             st = self._stats[cam]
-            if self._pending[cam] is None and (st.last_arrival is None or st.last_arrival < ws):
-                st.is_stale = True  # sent nothing while the frame waited
+            if self._pending[cam] is None and (st.last_arrival is None or now - st.last_arrival > self.stale_timeout):
+                st.is_stale = True  # has nothing for the waiting frame, and sent nothing for stale_timeout
                 st.stale += 1
             else:
                 sending.append(cam)
