@@ -186,7 +186,10 @@ def test_fuzzing_a_running_container(tmp_path):
     domain = domain_id(20)
     env = ros_env(domain, tmp_path)
     params = write_params(tmp_path / "params.yaml", **base_params(
-        DET_MODEL, LANE_MODEL, [RAW, JPEG], input_qos="reliable", **{"sync.slop": 0.01}))
+        DET_MODEL, LANE_MODEL, [RAW, JPEG], input_qos="reliable",
+        # one valid frame per camera and round: a camera must not be judged stale while its frame
+        # crosses a loaded machine
+        **{"sync.slop": 0.01, "sync.stale_timeout": 10.0}))
     procs = Procs(tmp_path, env)
     listener = None
     try:
