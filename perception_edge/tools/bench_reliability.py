@@ -256,7 +256,8 @@ def summarize(topics, arrivals, masks, diags, rss, t0, t_end, rate, exit_code) -
             "rss_mb": {"start": rss_values[0] if rss_values else float("nan"), "minute_1": rss_at(60.0),
                        "minute_2": rss_at(120.0), "end": rss_values[-1] if rss_values else float("nan"),
                        "peak": max(rss_values) if rss_values else float("nan"),
-                       "growth_from_minute_2_pct": growth}}
+                       "growth_from_minute_2_pct": growth,
+                       "by_minute": [rss_at(60.0 * m) for m in range(int(seconds // 60) + 1)]}}
 
 
 def report(name: str, r: dict, num_threads: int) -> str:
@@ -276,6 +277,8 @@ def report(name: str, r: dict, num_threads: int) -> str:
     lines.append(f"container RSS: start {s['start']:.0f} MB, minute 1 {s['minute_1']:.0f}, minute 2 {s['minute_2']:.0f}, "
                  f"end {s['end']:.0f}, peak {s['peak']:.0f}; growth minute 2 -> end {s['growth_from_minute_2_pct']:+.2f} %"
                  f"; exit code {r['container_exit']}")
+    if len(s["by_minute"]) > 3:
+        lines.append("container RSS by minute: " + " ".join(f"{v:.0f}" for v in s["by_minute"]))
     return "\n".join(lines)
 
 
