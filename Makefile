@@ -20,7 +20,7 @@ $(STAMP): setup.py requirements.txt requirements-ros.txt requirements-rosidl.txt
 	@touch $@
 
 demo: venv
-	$(PY) -m perception_edge.tools.demo
+	$(PY) -m perception_edge.cli.demo
 
 test: venv
 	$(PY) -m pytest -q -ra test
@@ -29,14 +29,14 @@ test-gpu: venv
 	$(PY) -m pytest -q -ra -m gpu test/gpu
 
 bench: venv
-	$(PY) -m perception_edge.tools.cli bench
+	$(PY) -m perception_edge.cli bench
 
 bench-ros: venv
-	$(PY) -m perception_edge.tools.cli bench-ros
+	$(PY) -m perception_edge.cli bench-ros
 
 # overload (4 cameras x 30 Hz, 60 s), steady (3 x 10 Hz, 60 s) and soak (2 x 10 Hz, 10 min): ~15 min
 bench-reliability: venv
-	$(PY) -m perception_edge.tools.cli bench-reliability overload steady soak
+	$(PY) -m perception_edge.cli bench-reliability overload steady soak
 
 clean:
 	rm -rf $(VENV) build demo_output .pytest_cache
