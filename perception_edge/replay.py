@@ -189,7 +189,8 @@ def run(steps: list[Step], det_model: str, seg_model: str, out: Path, rate: floa
                 log(f"  replayed {i + 1}/{len(steps)} steps")
         collector.spin_until(lambda: False, 1.5)  # late results and one more /diagnostics
         report = score(steps, cameras, sent, collector, want_det, want_seg, out)
-        report["container_rss_mb"] = _rss_mb(container.pid)
+        rss = vm_rss_mb(container.pid)
+        report["container_rss_mb"] = round(rss, 1) if rss is not None else None
         return report
     finally:
         collector.close()
@@ -200,11 +201,13 @@ def run(steps: list[Step], det_model: str, seg_model: str, out: Path, rate: floa
             container.kill()
 
 
-def _rss_mb(pid: int) -> float | None:
+def vm_rss_mb(pid: int) -> float | None:
+    """Resident memory (VmRSS) of a process in MiB; None without /proc."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return None

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from perception_edge.replay import LARGE_FRAMES_PROFILE as PROFILE, vm_rss_mb
+
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = {"overload": (4, 30.0, 60.0), "soak": (2, 10.0, 600.0), "steady": (3, 10.0, 60.0)}
-PROFILE = REPO / "config" / "fastdds_large_frames.xml"
 DATA = Path(os.environ.get("PERCEPTION_EDGE_DATA", REPO.parent / "shared" / "data" / "driving"))
 
 
@@ -101,17 +102,6 @@ def publish_main(argv: list[str]) -> int:
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
-
-
-def vm_rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def stamp_of_cdr(data: bytes) -> int:

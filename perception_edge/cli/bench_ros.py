@@ -39,7 +39,7 @@ SETTLE_S = 0.05
 # Fast DDS with its defaults moves a 2.7 MB image through a 512 KiB shared-memory segment in
 # fragments (~30 ms here); a segment that holds a whole frame takes that to a few ms. The "shm" run
 # uses the profile the package ships for deployments (both processes).
-from perception_edge.replay import LARGE_FRAMES_PROFILE  # noqa: E402
+from perception_edge.replay import LARGE_FRAMES_PROFILE, vm_rss_mb  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -66,17 +66,6 @@ class RawInference:
 
     def close(self) -> None:
         self.backend.close()
-
-
-def vm_rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def echo_main(argv: list[str]) -> int:
