@@ -1,5 +1,5 @@
 """`perception-edge build-engine`: ONNX -> TensorRT engine + JSON sidecar (the command line; the
-library is perception_edge.backends.tensorrt).
+request is planned by perception_edge.engine_request, built by perception_edge.backends.tensorrt).
 
 FP32 / FP16 / INT8 (entropy or min-max calibration on frames from a folder, video or rosbag, fed
 through the runtime Preprocessor so the scales match what the engine sees in service), dynamic batch
