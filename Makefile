@@ -1,5 +1,7 @@
 # Two commands are the contract (README): `make demo` and `make test`. Both create or refresh .venv/
-# (Python packages from PyPI, the ROS 2 wheels, vision_msgs built from its .msg files).
+# (Python packages from PyPI, the ROS 2 wheels, vision_msgs built from its .msg files), and make it a
+# ROS 2 prefix like a colcon install (ament index entry, share/perception_edge, lib/perception_edge:
+# tools/install_ros_prefix.py), so that `ros2 launch perception_edge ...` finds the package.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,16 +13,18 @@ export PYTHONDONTWRITEBYTECODE = 1
 
 venv: $(STAMP)
 
-$(STAMP): setup.py requirements.txt requirements-ros.txt requirements-rosidl.txt tools/build_vision_msgs.sh
+$(STAMP): setup.py requirements.txt requirements-ros.txt requirements-rosidl.txt tools/build_vision_msgs.sh \
+		tools/install_ros_prefix.py
 	@echo "== setting up $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-ros.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	bash tools/build_vision_msgs.sh $(VENV)
+	$(PY) tools/install_ros_prefix.py
 	@touch $@
 
 demo: venv
-	$(PY) -m perception_edge.tools.demo
+	$(PY) -m perception_edge.cli.demo
 
 test: venv
 	$(PY) -m pytest -q -ra test
@@ -29,14 +33,14 @@ test-gpu: venv
 	$(PY) -m pytest -q -ra -m gpu test/gpu
 
 bench: venv
-	$(PY) -m perception_edge.tools.cli bench
+	$(PY) -m perception_edge.cli bench
 
 bench-ros: venv
-	$(PY) -m perception_edge.tools.cli bench-ros
+	$(PY) -m perception_edge.cli bench-ros
 
 # overload (4 cameras x 30 Hz, 60 s), steady (3 x 10 Hz, 60 s) and soak (2 x 10 Hz, 10 min): ~15 min
 bench-reliability: venv
-	$(PY) -m perception_edge.tools.cli bench-reliability overload steady soak
+	$(PY) -m perception_edge.cli bench-reliability overload steady soak
 
 clean:
 	rm -rf $(VENV) build demo_output .pytest_cache

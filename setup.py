@@ -36,7 +36,7 @@ setup(
     python_requires=">=3.8",
     entry_points={
         "console_scripts": [
-            "perception-edge = perception_edge.tools.cli:main",
+            "perception-edge = perception_edge.cli:main",
             "perception_container = perception_edge.nodes.container:main",
             "camera_fusion = perception_edge.nodes.camera_fusion:main",
             "detection_node = perception_edge.nodes.detection:main",

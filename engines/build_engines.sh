@@ -21,7 +21,7 @@ TIMING_CACHE="${TIMING_CACHE:-engines/timing.cache}"
 if command -v perception-edge >/dev/null 2>&1; then
   PE=(perception-edge)
 else
-  PE=(python3 -m perception_edge.tools.cli)
+  PE=(python3 -m perception_edge.cli)
 fi
 
 models=("$@")

@@ -1,7 +1,10 @@
 """Import structure of the package, read from the source (ast; nothing is imported): no import cycle
 between files, and imports that point one way through the layers (docs in README, Layout).
 
-    cli layer   perception_edge.tools (and perception_edge.cli)      may import anything; nothing imports it
+    cli         perception_edge.cli: argparse + main per command; may import anything; nothing imports it
+    tools       perception_edge.tools: deprecated aliases of old paths (cli layer); only tools imports tools
+    apps        evaluation -> pipeline, backends, data, core; replay -> nodes, config, data, core;
+                engine_request -> backends, config, data, core; model_cache -> models, data, core
     nodes       nodes -> pipeline, backends, config, core
     pipeline    pipeline -> backends, core
     training    training -> models, data, core
@@ -26,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "perception_edge"
 PKG = ROOT.name
-CLI = (f"{PKG}.tools", f"{PKG}.cli")
+CLI = (f"{PKG}.cli", f"{PKG}.tools")  # the command line, and the deprecated aliases of its old paths
 
 # layer -> the package parts it may import (besides itself, its own sub-modules and the root package,
 # which holds only __version__). The first matching prefix wins, so sub-layers come first.
@@ -40,6 +43,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (f"{PKG}.training", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
     (f"{PKG}.pipeline", (f"{PKG}.core", f"{PKG}.backends")),
     (f"{PKG}.nodes", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.config")),
+    # library modules the commands share (one concern each, above the nodes / pipeline)
+    (f"{PKG}.evaluation", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.data")),
+    (f"{PKG}.replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.nodes")),
+    (f"{PKG}.engine_request", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.backends")),
+    (f"{PKG}.model_cache", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
 ]
 CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",
                   "diagnostic_msgs", "onnxruntime", "onnx", "tensorrt", "pycuda", "cuda", "torch", "torchvision")
@@ -141,9 +149,9 @@ def _cycles() -> list[list[str]]:
             if not all(any(_inside(o, x) or _inside(x, o) for o in c if o != x) for x in c)]
 
 
-def _layer_breaks() -> set[tuple[str, str]]:
+def _layer_breaks(edges: dict[str, set[str]] | None = None) -> set[tuple[str, str]]:
     bad = set()
-    for m, targets in EDGES.items():
+    for m, targets in (EDGES if edges is None else edges).items():
         if any(_inside(m, c) for c in CLI):
             continue
         for t in targets:
@@ -160,8 +168,8 @@ def _layer_breaks() -> set[tuple[str, str]]:
 
 def test_the_walk_sees_the_package():
     """The walk finds every part of the package and the imports between them (guards the test itself)."""
-    assert {f"{PKG}.core.sync", f"{PKG}.backends.tensorrt.runtime", f"{PKG}.tools.cli", f"{PKG}.pipeline",
-            f"{PKG}.data.frame_sources", f"{PKG}.training.loop"} <= set(MODULES)
+    assert {f"{PKG}.core.sync", f"{PKG}.backends.tensorrt.runtime", f"{PKG}.cli", f"{PKG}.cli.detect",
+            f"{PKG}.tools.cli", f"{PKG}.pipeline", f"{PKG}.data.frame_sources", f"{PKG}.training.loop"} <= set(MODULES)
     assert f"{PKG}.core.transform" in EDGES[f"{PKG}.core.preprocess"]
     assert f"{PKG}.backends.tensorrt.cache" in EDGES[f"{PKG}.backends.tensorrt.runtime"]
     assert all(_layer(m) is not None or any(_inside(m, c) for c in CLI) or m == PKG for m in MODULES), \
@@ -182,6 +190,32 @@ def test_expected_layer_breaks(edge):
     if edge in _layer_breaks():
         pytest.xfail(EXPECTED[edge])
     pytest.fail(f"{edge[0]} no longer imports {edge[1]}: remove it from EXPECTED")
+
+
+def test_a_library_module_importing_the_cli_is_caught():
+    """The rule itself: an import of cli (or of the deprecated tools) from the library is a break, from
+    cli or tools it is not (guards the check against a layer table that lets everything through)."""
+    fake = {f"{PKG}.pipeline": {f"{PKG}.cli.detect"}, f"{PKG}.evaluation": {f"{PKG}.tools.cli"},
+            f"{PKG}.core.sync": {f"{PKG}.cli"}, f"{PKG}.cli.bench": {f"{PKG}.nodes.detection", f"{PKG}.evaluation"},
+            f"{PKG}.tools.cli": {f"{PKG}.cli"}}
+    assert _layer_breaks(fake) == {(f"{PKG}.pipeline", f"{PKG}.cli.detect"),
+                                   (f"{PKG}.evaluation", f"{PKG}.tools.cli"), (f"{PKG}.core.sync", f"{PKG}.cli")}
+
+
+def test_nothing_imports_cli_and_only_the_aliases_import_tools():
+    importers = {m: sorted(t for t in ts if any(_inside(t, c) for c in CLI)) for m, ts in EDGES.items()}
+    bad = {m: ts for m, ts in importers.items() if ts and not (
+        _inside(m, f"{PKG}.tools") or (_inside(m, f"{PKG}.cli") and all(_inside(t, f"{PKG}.cli") for t in ts)))}
+    assert not bad, bad
+
+
+def test_every_command_lives_in_cli_and_has_a_main():
+    from perception_edge.cli import COMMANDS
+
+    for name, (module, func, _) in COMMANDS.items():
+        assert _inside(module, f"{PKG}.cli") and module in MODULES, (name, module)
+        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        assert any(isinstance(n, ast.FunctionDef) and n.name == func for n in tree.body), (name, module, func)
 
 
 def test_core_stays_free_of_runtimes_and_ros():
@@ -211,13 +245,38 @@ MOVED = [  # (old module, name, new module[:new name])
     ("perception_edge.tools.frame_sources", "Frame", "perception_edge.data.frame_sources:SourceFrame"),
     ("perception_edge.tools.build_engine", "CalibrationBatches", "perception_edge.core.calibration"),
     ("perception_edge.tools.build_engine", "build_command", "perception_edge.backends.tensorrt.commands"),
+    ("perception_edge.tools.build_engine", "resolve", "perception_edge.engine_request"),
+    ("perception_edge.tools.build_engine", "BuildRequest", "perception_edge.engine_request"),
+    ("perception_edge.tools.build_engine", "main", "perception_edge.cli.build_engine"),
+    ("perception_edge.tools.cli", "main", "perception_edge.cli"),
+    ("perception_edge.tools.cli", "COMMANDS", "perception_edge.cli"),
+    ("perception_edge.tools.infer", "main_detect", "perception_edge.cli.detect:main"),
+    ("perception_edge.tools.infer", "main_segment", "perception_edge.cli.segment:main"),
+    ("perception_edge.tools.evaluate", "load_model", "perception_edge.evaluation"),
+    ("perception_edge.tools.evaluate", "HELD_OUT_SEED", "perception_edge.evaluation"),
+    ("perception_edge.tools.evaluate", "main", "perception_edge.cli.evaluate"),
+    ("perception_edge.tools.quantize", "quantize_model", "perception_edge.models.quantize"),
+    ("perception_edge.tools.quantize", "main", "perception_edge.cli.quantize"),
+    ("perception_edge.tools.replay", "run", "perception_edge.replay"),
+    ("perception_edge.tools.replay", "Collector", "perception_edge.replay"),
+    ("perception_edge.tools.replay", "main", "perception_edge.cli.replay"),
+    ("perception_edge.tools.model_cache", "yolov5_onnx", "perception_edge.model_cache"),
+    ("perception_edge.tools.bench", "bench", "perception_edge.cli.bench"),
+    ("perception_edge.tools.bench_ros", "main", "perception_edge.cli.bench_ros"),
+    ("perception_edge.tools.bench_reliability", "main", "perception_edge.cli.bench_reliability"),
+    ("perception_edge.tools.generate_data", "main", "perception_edge.cli.generate_data"),
+    ("perception_edge.tools.import_carla", "main", "perception_edge.cli.import_carla"),
+    ("perception_edge.tools.demo", "main", "perception_edge.cli.demo"),
+    ("perception_edge.tools.train_det", "main", "perception_edge.cli.train_det"),
+    ("perception_edge.tools.train_seg", "main", "perception_edge.cli.train_seg"),
     ("perception_edge.tools.train_det", "YoloLoss", "perception_edge.training.detection"),
     ("perception_edge.tools.train_det", "store_weights_fp16", "perception_edge.training.detection"),
     ("perception_edge.tools.train_seg", "seg_loss", "perception_edge.training.segmentation"),
     ("perception_edge.data.synthetic", "Frame", "perception_edge.data.synthetic:SyntheticFrame"),
 ]
 ALIAS_MODULES = ("perception_edge.backends.tensorrt_backend", "perception_edge.backends.engine_cache",
-                 "perception_edge.tools.frame_sources")  # whole modules that warn when imported
+                 *sorted({old for old, _, _ in MOVED if old.startswith("perception_edge.tools.")})
+                 )  # whole modules that warn when imported
 
 
 @pytest.mark.parametrize("old, name, new", MOVED, ids=lambda v: v.rsplit(".", 1)[-1])

@@ -68,7 +68,7 @@ def test_detector_rejects_unsupported_layouts(tmp_path, shape, match):
 
 
 def test_cli_prints_one_line_errors(tmp_path, capsys):
-    from perception_edge.tools.cli import main
+    from perception_edge.cli import main
 
     img = tmp_path / "a.png"
     import cv2

@@ -1,7 +1,7 @@
 """The bundled demo models (models/*.onnx) meet their goals on freshly generated held-out synthetic
 scenes, run through the package's real pipeline (Segmenter / Detector over ONNX Runtime).
 
-Held-out scenes come from a seed no training run used (perception_edge.tools.evaluate.HELD_OUT_SEED;
+Held-out scenes come from a seed no training run used (perception_edge.evaluation.HELD_OUT_SEED;
 training renders seed + 7919 * epoch, validation seed + 1_000_003); models/README.md has the training
 commands and the larger evaluation (`perception-edge evaluate`).
 """
@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 from perception_edge.backends import create_backend  # noqa: E402
 from perception_edge.data.synthetic import CLASSES  # noqa: E402
 from perception_edge.pipeline import Detector  # noqa: E402
-from perception_edge.tools.evaluate import ground_truth, held_out_scenes, load_model, score  # noqa: E402
+from perception_edge.evaluation import ground_truth, held_out_scenes, load_model, score  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 LANE = MODELS / "lane_unet.onnx"

@@ -146,7 +146,7 @@ def test_cli_detect_writes_json_in_source_pixels(yolov5n_onnx, session, frame_pa
 
     import cv2
 
-    from perception_edge.tools.cli import main
+    from perception_edge.cli import main
 
     bgr = cv2.imread(str(frame_paths[2]))
     pred = ref.raw_prediction(session, bgr)

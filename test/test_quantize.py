@@ -13,11 +13,11 @@ pytest.importorskip("onnxruntime.quantization")
 from onnx_graphs import segmentation_graph  # noqa: E402
 from perception_edge.core.errors import ConfigError  # noqa: E402
 from perception_edge.core.image_conversion import to_rgb  # noqa: E402
-from perception_edge.tools import cli  # noqa: E402
+from perception_edge import cli  # noqa: E402
 from perception_edge.core.calibration import CalibrationBatches  # noqa: E402
-from perception_edge.tools.evaluate import load_model, reference_truth, score  # noqa: E402
+from perception_edge.evaluation import load_model, reference_truth, score  # noqa: E402
 from perception_edge.data.frame_sources import iter_frames  # noqa: E402
-from perception_edge.tools.quantize import float_tail, quantize_model  # noqa: E402
+from perception_edge.models.quantize import float_tail, quantize_model  # noqa: E402
 
 
 def _ops(path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from perception_edge.data import dataset as ds
-from perception_edge.tools import generate_data, import_carla
+from perception_edge.cli import generate_data, import_carla
 from perception_edge.data.synthetic import (CAMERA_POSES, CLASSES, MASK_DRIVABLE, MASK_LANE, render, sample_scene,
                                             scene_frames, scene_seed, sequence)
 

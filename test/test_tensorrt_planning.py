@@ -26,7 +26,7 @@ from perception_edge.backends.tensorrt.onnx_io import read_onnx_io
 from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.errors import ConfigError, ModelError
 from perception_edge.core.preprocess import Preprocessor
-from perception_edge.tools import build_engine as be
+from perception_edge.cli import build_engine as be
 
 from onnx_graphs import segmentation_graph
 
@@ -515,7 +515,7 @@ def test_print_trtexec_works_without_tensorrt(seg_onnx, calib_folder, tmp_path, 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="tensorrt is installed here")
 def test_build_engine_without_tensorrt_says_so_after_validating(seg_onnx, capsys):
-    from perception_edge.tools import cli
+    from perception_edge import cli
 
     with pytest.raises(tb.TensorRTNotInstalled):
         be.main([str(seg_onnx)])

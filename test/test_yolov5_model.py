@@ -21,7 +21,8 @@ from conftest import driving_jpegs  # noqa: E402
 from perception_edge.core.errors import ModelError  # noqa: E402
 from perception_edge.core.preprocess import Preprocessor  # noqa: E402
 from perception_edge.models import yolov5 as y5  # noqa: E402
-from perception_edge.models.export import export_onnx, load_official_checkpoint, main_export  # noqa: E402
+from perception_edge.cli.export import main as main_export  # noqa: E402
+from perception_edge.models.export import export_onnx, load_official_checkpoint  # noqa: E402
 from perception_edge.models.yolov5 import YOLOv5, recalibrate_batchnorm  # noqa: E402
 
 # Official numbers (ultralytics/yolov5 training logs "YOLOv5s summary: 214 layers, 7235389 parameters";

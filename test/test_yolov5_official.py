@@ -30,7 +30,8 @@ from perception_edge.core.errors import ConfigError, ModelError  # noqa: E402
 from perception_edge.core.preprocess import Preprocessor  # noqa: E402
 from perception_edge.core.transform import rect_shape, rect_transform  # noqa: E402
 from perception_edge.models import yolov5 as y5  # noqa: E402
-from perception_edge.models.export import export_onnx, load_official_checkpoint, main_export  # noqa: E402
+from perception_edge.cli.export import main as main_export  # noqa: E402
+from perception_edge.models.export import export_onnx, load_official_checkpoint  # noqa: E402
 from perception_edge.models.yolov5 import YOLOv5, recalibrate_batchnorm  # noqa: E402
 from perception_edge.pipeline import Detector  # noqa: E402
 
@@ -364,7 +365,7 @@ def test_cli_detect_writes_instance_masks(seg_onnx, frames, tmp_path):
 
     import cv2
 
-    from perception_edge.tools.cli import main
+    from perception_edge.cli import main
 
     path = tmp_path / "frame.png"
     cv2.imwrite(str(path), cv2.cvtColor(frames[1], cv2.COLOR_RGB2BGR))

@@ -26,7 +26,7 @@ from perception_edge.backends.tensorrt import cuda as trt_cuda  # noqa: E402
 from perception_edge.backends.tensorrt import loader, runtime  # noqa: E402
 from perception_edge.backends.tensorrt.cache import read_sidecar, sidecar_path  # noqa: E402
 from perception_edge.core.errors import InputError, ModelError  # noqa: E402
-from perception_edge.tools import build_engine as be  # noqa: E402
+from perception_edge.cli import build_engine as be  # noqa: E402
 
 TOL = dict(atol=3e-2, rtol=3e-2)  # FP16 (and TF32 for FP32 engines) against FP32 ONNX Runtime
 

@@ -1,0 +1,96 @@
+"""`perception-edge evaluate`: accuracy, size and CPU latency of models side by side.
+
+The command line of perception_edge.evaluation (metrics, ground truth and reference scoring: see there):
+- against ground truth: freshly generated held-out synthetic scenes (default) or a data set folder
+  (images/ + masks/ and/or labels/, see perception_edge.data.dataset);
+- against a reference model (``--reference FP32.onnx``): agreement instead of accuracy, which also
+  works on unlabelled frames (``--frames`` folder, video or rosbag, e.g. the real dash-cam frames).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from perception_edge.backends import BACKEND_NAMES
+from perception_edge.core.errors import ConfigError
+from perception_edge.core.image_conversion import to_rgb
+from perception_edge.data.dataset import DatasetFolder, Sample, parse_size
+from perception_edge.evaluation import (
+    HELD_OUT_SEED, ground_truth, held_out_scenes, inference_ms, load_model, reference_truth, score)
+
+
+def load_images(args) -> tuple[list[np.ndarray], list[Sample] | None]:
+    if args.frames:
+        from perception_edge.data.frame_sources import iter_frames
+
+        images = [to_rgb(px, order) for px, order, _, _ in iter_frames(args.frames, args.topic or None,
+                                                                        limit=args.count)]
+        if not images:
+            raise ConfigError(f"no frames in {args.frames}")
+        return images, None
+    if args.data:
+        folder = DatasetFolder(args.data)
+        samples = [folder[i] for i in range(min(len(folder), args.count))]
+    else:
+        samples = list(held_out_scenes(args.count, args.seed, parse_size(args.size)))
+    return [s.image for s in samples], samples
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="perception-edge evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="models to score (ONNX, or engines with --backend tensorrt)")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--data", help="data set folder with ground truth (images/ + masks/ or labels/)")
+    src.add_argument("--frames", help="unlabelled frames (folder, video, rosbag): needs --reference")
+    ap.add_argument("--topic", default="", help="image topic of a rosbag given with --frames")
+    ap.add_argument("--count", type=int, default=64, help="frames or scenes to score (default 64)")
+    ap.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="seed of the held-out synthetic scenes")
+    ap.add_argument("--size", default="640x360", help="synthetic scene size WIDTHxHEIGHT")
+    ap.add_argument("--reference", default="", help="score agreement with this model instead of ground truth")
+    ap.add_argument("--reference-conf", type=float, default=0.25,
+                    help="confidence at which the reference's detections count as truth (default 0.25)")
+    ap.add_argument("--backend", default="auto", choices=BACKEND_NAMES)
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per model for the latency median")
+    ap.add_argument("--json", default="", help="also write the results to this JSON file")
+    ap.add_argument("--tables", action="store_true", help="print the per-class detection tables")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.count < 1:
+        raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if args.frames and not args.reference:
+        raise ConfigError("--frames are unlabelled: give --reference MODEL to score agreement with it")
+    images, samples = load_images(args)
+    reference = load_model(args.reference, args.backend, args.threads) if args.reference else None
+    reference_results = reference_truth(reference, images, args.reference_conf) if reference else None
+    rows = []
+    for path in args.models:
+        model = load_model(path, args.backend, args.threads)
+        if reference is not None and type(reference) is not type(model):
+            raise ConfigError(f"{path} and the reference {args.reference} are not the same kind of model")
+        truth = reference_results if reference else ground_truth(model, samples)
+        s = score(model, images, truth, reference is not None)
+        ms = inference_ms(model, images[0], args.runs)
+        rows.append({"model": path, "size_mb": round(Path(path).stat().st_size / 2**20, 2), "metric": s.metric,
+                     "value": round(s.value, 4), "per_class": {k: round(v, 4) for k, v in s.per_class.items()},
+                     "inference_ms": round(ms, 2), "frames": len(images)})
+        if args.tables and s.table:
+            print(f"{path}\n{s.table}\n")
+    width = max(len(r["model"]) for r in rows)
+    print(f"{'model':<{width}}  {'MB':>6}  {'inference ms':>12}  metric")
+    for r in rows:
+        print(f"{r['model']:<{width}}  {r['size_mb']:>6.2f}  {r['inference_ms']:>12.2f}  "
+              f"{r['metric']} {r['value']:.4f}  ({len(images)} frames)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
