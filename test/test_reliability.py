@@ -356,8 +356,10 @@ def test_diagnostics_tell_idle_from_starved(tmp_path):
         alive.append(fuzz)
         command(fuzz, "bad 60 0.1")  # 10 Hz of malformed frames for 6 s
         assert listener.wait(model_says(1, "starved"), WAIT, alive), statuses(diags, "detection model")[-2:]
-        sync = statuses(diags, "camera_fusion: sync")[-1]
-        assert sync[1] == 2 and "no batch has formed" in sync[2], sync
+        # the fusion node publishes its statuses on a timer of its own: wait for them too
+        assert listener.wait(lambda: any(lv == 2 and "no batch has formed" in msg
+                                         for _, lv, msg, _ in statuses(diags, "camera_fusion: sync")[-2:]),
+                             WAIT, alive), statuses(diags, "camera_fusion: sync")[-2:]
         camera = statuses(diags, f"camera {RAW}")[-1][3]
         assert int(camera["bad_messages"]) >= 1 and camera["decoded"] == "0", camera
         assert container.poll() is None
