@@ -111,7 +111,8 @@ def stamp_of_cdr(data: bytes) -> int:
     return int(sec) * 1_000_000_000 + int(nsec)
 
 
-def run(cameras: int, rate: float, seconds: float, num_threads: int, log_dir: Path) -> dict:
+def run(cameras: int, rate: float, seconds: float, num_threads: int, log_dir: Path,
+        overrides: dict | None = None) -> dict:
     import rclpy
     import yaml
     from diagnostic_msgs.msg import DiagnosticArray
@@ -129,7 +130,7 @@ def run(cameras: int, rate: float, seconds: float, num_threads: int, log_dir: Pa
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     params = {"cameras": topics, "detection.model": str(REPO / "models" / "det_yolov5_synth.onnx"),
               "segmentation.model": str(REPO / "models" / "lane_unet.onnx"), "num_threads": num_threads,
-              "debug_image": False, "diagnostics_period": 1.0}
+              "debug_image": False, "diagnostics_period": 1.0, **(overrides or {})}
     params_file = log_dir / "params.yaml"
     params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
 
@@ -290,15 +291,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float)
     p.add_argument("--seconds", type=float)
     p.add_argument("--num-threads", type=int, default=0, help="the container's num_threads (0: automatic split)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a container parameter (YAML value), e.g. --set onnxruntime.graph_optimization=extended")
     p.add_argument("--json", help="write the figures here too")
     args = p.parse_args(argv)
+    import yaml
+
+    from perception_edge import config
+
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in config.BY_NAME:
+            p.error(f"--set {item}: unknown parameter {name!r}")
+        overrides[name] = config.BY_NAME[name].validate(yaml.safe_load(value))
     results = {}
     for mode in args.mode:
         cams, rate, secs = PRESETS[mode]
         cams, rate, secs = args.cameras or cams, args.rate or rate, args.seconds or secs
         log_dir = Path(tempfile.mkdtemp(prefix=f"bench_reliability_{mode}_"))
         print(f"{mode}: {cams} cameras x {rate:g} Hz for {secs:.0f} s (logs in {log_dir}) ...", flush=True)
-        results[mode] = run(cams, rate, secs, args.num_threads, log_dir)
+        results[mode] = run(cams, rate, secs, args.num_threads, log_dir, overrides)
         print(report(mode, results[mode], args.num_threads), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
