@@ -28,12 +28,27 @@ class TensorSpec:
 
 
 class Backend(abc.ABC):
-    """A loaded model. `run` takes one input tensor (batch first) and returns the outputs in order."""
+    """A loaded model. `run` takes one input tensor (batch first) and returns the outputs in order.
+
+    Everything a node or the pipeline reads from a backend is declared here (no getattr probing):
+    name, path, num_threads, metadata, status and building."""
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     metadata: dict[str, str] = {}  # model metadata (e.g. YOLOv5 export's class names, stride)
-    name: str = "backend"
+    name: str = "backend"  # the runtime: "onnxruntime", "tensorrt"
+    path: str = "model"  # the model (or engine) file it loaded
+    num_threads: int | None = None  # CPU threads of a CPU runtime (0: its default); None: not a CPU runtime
+
+    @property
+    def status(self) -> str:
+        """"ready", or what keeps it from running: "building engine", "failed: <reason>"."""
+        return "ready"
+
+    @property
+    def building(self) -> bool:
+        """True while the model is being prepared in the background (frames are skipped meanwhile)."""
+        return False
 
     @property
     def input(self) -> TensorSpec:

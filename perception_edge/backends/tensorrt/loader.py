@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -115,22 +115,27 @@ class EngineBuildInProgress(Backend):
             self._backend.close()
 
 
-ENGINE_DEFAULTS: dict[str, Any] = {"precision": "fp16", "cache_dir": "", "auto_build": False, "workspace_mb": 1024,
-                                   "dla_core": -1, "max_batch": 4, "check_sidecar": True, "timing_cache": "",
-                                   "input_size": None}
+class EngineOptions(Protocol):
+    """The engine.* settings (perception_edge.config.EngineSection; create_backend fills in the
+    schema's defaults)."""
+
+    precision: str
+    cache_dir: str
+    auto_build: bool
+    workspace_mb: int
+    dla_core: int
+    max_batch: int
+    check_sidecar: bool
 
 
-def _options(engine_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    opts = dict(ENGINE_DEFAULTS)
-    opts.update({k: v for k, v in (engine_options or {}).items() if v is not None})
-    return opts
-
-
-def create_tensorrt_backend(path: str, engine_options: Mapping[str, Any] | None = None) -> Backend:
+def create_tensorrt_backend(path: str, engine: EngineOptions, input_size: int | None = None,
+                            timing_cache: str = "") -> Backend:
     """A .engine/.plan file: its sidecar checked against this TensorRT and GPU, then loaded. An .onnx
     model: its cached engine; if there is none, a background build (engine.auto_build) or a ModelError
     with the build-engine command that makes it."""
-    opts = _options(engine_options)
+    opts = {"precision": engine.precision, "cache_dir": engine.cache_dir, "auto_build": engine.auto_build,
+            "workspace_mb": engine.workspace_mb, "dla_core": engine.dla_core, "max_batch": engine.max_batch,
+            "check_sidecar": engine.check_sidecar, "input_size": input_size, "timing_cache": timing_cache}
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in ENGINE_SUFFIXES + (".onnx",):
@@ -190,4 +195,4 @@ def _backend_for_onnx(p: Path, opts: dict[str, Any], cuda, identity: RuntimeIden
     return EngineBuildInProgress(str(p), onnx, settings, str(engine_path), build, load)
 
 
-__all__ = ["EngineBuildInProgress", "create_tensorrt_backend", "ENGINE_DEFAULTS"]
+__all__ = ["EngineBuildInProgress", "EngineOptions", "create_tensorrt_backend"]
