@@ -140,7 +140,6 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "fuzz":
         sys.exit(0)
 
 # ------------------------------------------------------------------------------------------------
-import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
 

@@ -39,16 +39,10 @@ class Backend(abc.ABC):
     name: str = "backend"  # the runtime: "onnxruntime", "tensorrt"
     path: str = "model"  # the model (or engine) file it loaded
     num_threads: int | None = None  # CPU threads of a CPU runtime (0: its default); None: not a CPU runtime
-
-    @property
-    def status(self) -> str:
-        """"ready", or what keeps it from running: "building engine", "failed: <reason>"."""
-        return "ready"
-
-    @property
-    def building(self) -> bool:
-        """True while the model is being prepared in the background (frames are skipped meanwhile)."""
-        return False
+    # "ready", or what keeps it from running: "building engine", "failed: <reason>" (a subclass that
+    # prepares its model in the background computes status and building as properties)
+    status: str = "ready"
+    building: bool = False  # being prepared in the background: frames are skipped meanwhile
 
     @property
     def input(self) -> TensorSpec:

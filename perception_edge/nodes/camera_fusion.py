@@ -6,7 +6,8 @@ standalone detection/segmentation node's own input). Batches go to in-process co
 buffers. Consumers must not block (the model nodes put batches into a LatestSlot).
 
 `ros2 run perception_edge camera_fusion` runs it alone and republishes each synchronized frame on
-`<camera ns>/synced/image` (the original message, header untouched) so the sync can be inspected.
+`<camera ns>/synced/image` (the original message, header untouched) so the sync can be inspected;
+that node keeps the last few received messages per camera for it (Frames carry no message).
 """
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import threading
 import time
 from typing import Any, Callable
 
+from perception_edge import config
 from perception_edge.core.errors import PerceptionError
-from perception_edge.core.sync import NS_PER_S, Batch, FrameSync, LatestSlot
+from perception_edge.core.sync import NS_PER_S, Batch, Frame, FrameSync, LatestSlot
 from perception_edge.nodes import diagnostics as diag
 from perception_edge.nodes.messages import compressed_to_frame, image_to_frame, is_compressed_topic
-from perception_edge.nodes.parameters import declare_schema_parameters, output_topic, run_main
+from perception_edge.nodes.parameters import declare_parameters
+from perception_edge.nodes.runner import Managed, run_main
+from perception_edge.nodes.topics import output_topic
 
 from rclpy.node import Node
 
@@ -116,15 +120,20 @@ class CameraFusion:
     previous one is still being decoded replaces the one waiting (counted as decode_skipped).
     """
 
-    def __init__(self, node, params: dict[str, Any], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, node, cfg: config.Sections, clock: Callable[[], float] = time.monotonic,
+                 keep_messages: int = 0):
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
         from sensor_msgs.msg import CompressedImage, Image
 
         self.node = node
-        self.cameras: list[str] = list(params["cameras"])
-        self.qos_name = params["input_qos"]
-        self.max_pixels = int(params["limits.max_image_pixels"])
-        self.sync = FrameSync(self.cameras, params["sync.slop"], params["sync.stale_timeout"], clock=clock)
+        self.cameras: list[str] = list(cfg.cameras)
+        self.qos_name = cfg.input_qos
+        self.max_pixels = int(cfg.limits.max_image_pixels)
+        self.sync = FrameSync(self.cameras, cfg.sync.slop, cfg.sync.stale_timeout, clock=clock)
+        # (camera) -> {stamp: message} of the last few received, for message_of (keep_messages > 0)
+        self._keep = keep_messages
+        self._messages: dict[str, collections.OrderedDict[int, Any]] = {c: collections.OrderedDict()
+                                                                        for c in self.cameras}
         self._clock = clock
         self._started = clock()
         self._consumers: list[Callable[[Batch], None]] = []
@@ -153,11 +162,11 @@ class CameraFusion:
                                               name=f"decode {cam}")
                 st.decoder.start()
         # a silent camera must release the others even when no message arrives to trigger a check
-        period = max(0.01, min(0.1, params["sync.stale_timeout"] / 2))
+        period = max(0.01, min(0.1, cfg.sync.stale_timeout / 2))
         self.poll_timer = node.create_timer(period, self.poll, callback_group=MutuallyExclusiveCallbackGroup())
         node.get_logger().info(
-            f"cameras: {', '.join(self.cameras)} (QoS {self.qos_name}, slop {params['sync.slop']} s, "
-            f"stale after {params['sync.stale_timeout']} s; lost messages counted from "
+            f"cameras: {', '.join(self.cameras)} (QoS {self.qos_name}, slop {cfg.sync.slop} s, "
+            f"stale after {cfg.sync.stale_timeout} s; lost messages counted from "
             f"{'publisher sequence numbers' if self.with_info else 'lost-sample events'})")
 
     def add_consumer(self, fn: Callable[[Batch], None]) -> None:
@@ -206,6 +215,12 @@ class CameraFusion:
             self._bad_message(camera, f"{type(e).__name__}: {e}")
             return
         st = self._state[camera]
+        if self._keep:
+            with self._lock:
+                kept = self._messages[camera]
+                kept[frame.stamp] = msg
+                while len(kept) > self._keep:
+                    kept.popitem(last=False)
         now_ns = self.node.get_clock().now().nanoseconds
         frame.received = now_ns
         age_ns = now_ns - frame.stamp
@@ -220,6 +235,12 @@ class CameraFusion:
             self._bad_message(camera, f"sync failed: {type(e).__name__}: {e}")
             return
         self._dispatch(batch)
+
+    def message_of(self, frame: Frame) -> Any | None:
+        """The received message a frame came from, while it is among the last keep_messages of its
+        camera (None otherwise)."""
+        with self._lock:
+            return self._messages[frame.camera].get(frame.stamp)
 
     def poll(self) -> None:
         self._dispatch(self.sync.poll())
@@ -360,16 +381,16 @@ class CameraFusion:
         return diag.make_status(f"{self.node.get_name()}: sync", level, message, values)
 
 
-class CameraFusionNode(Node):
+class CameraFusionNode(Managed, Node):
     """The `camera_fusion` node: CameraFusion + /diagnostics, and with republish=True (the
     standalone executable) each synchronized frame on <camera ns>/synced/image."""
 
-    def __init__(self, republish: bool = False, node_name: str = "camera_fusion", warn_unknown: bool = True,
-                 **node_kwargs):
+    def __init__(self, republish: bool = False, node_name: str = "camera_fusion", **node_kwargs):
+        node_kwargs.pop("warn_unknown", None)  # no longer needed: each node declares what it uses
         super().__init__(node_name, **node_kwargs)
-        self.params = declare_schema_parameters(self, warn_unknown=warn_unknown)
-        self.fusion = CameraFusion(self, self.params)
-        period = self.params["diagnostics_period"]
+        self.cfg = declare_parameters(self, "fusion")
+        self.fusion = CameraFusion(self, self.cfg, keep_messages=4 if republish else 0)
+        period = self.cfg.diagnostics_period
         self.diagnostics = diag.DiagnosticsPublisher(self, period)
         self.diagnostics.add(lambda: self.fusion.statuses(period))
         self._republishers: dict[str, Any] = {}
@@ -401,12 +422,13 @@ class CameraFusionNode(Node):
     def _republish(self, batch: Batch) -> None:
         for frame in batch.frames:
             pub = self._republishers.get(frame.camera)
-            if pub is not None and frame.source is not None:
-                pub.publish(frame.source)  # the received message itself: header and data untouched
+            msg = self.fusion.message_of(frame) if pub is not None else None
+            if msg is not None:
+                pub.publish(msg)  # the received message itself: header and data untouched
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main("camera_fusion", lambda nodes: nodes.append(CameraFusionNode(republish=True)), argv,
+    return run_main("camera_fusion", lambda nodes: nodes.add(CameraFusionNode(republish=True)), argv,
                     multi_threaded=False)  # light callbacks only
 
 
