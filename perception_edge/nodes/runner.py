@@ -83,12 +83,12 @@ def _spin(executor) -> None:
 
 
 def _quiet_second_interrupt() -> None:
-    """From now on (shutting down) a Ctrl-C ends the process at once, without a traceback."""
-    def handler(signum, frame):
-        os._exit(128 + signum)
-
+    """From now on (shutting down) Ctrl-C is ignored: no KeyboardInterrupt half-way through stopping
+    the nodes (a traceback, threads left running). Shutting down is bounded (every join has a
+    timeout), so the process still ends within seconds. The first Ctrl-C may still be pending for
+    Python when this runs (rclpy handles it first), so a handler that exits would also fire for it."""
     try:
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
     except ValueError:  # not the main thread (a test harness): leave the handler alone
         pass
 
@@ -99,6 +99,14 @@ def run_main(prog: str, build: Callable[[NodeSet], None], argv: Sequence[str] | 
     (adding each to `nodes` as soon as it exists, for clean-up), then they start and spin on a
     MultiThreadedExecutor (SingleThreadedExecutor with multi_threaded=False); nodes added with
     own_executor=True spin on a SingleThreadedExecutor thread of their own."""
+    try:
+        return _run(prog, build, argv, multi_threaded, num_threads)
+    except KeyboardInterrupt:  # a second Ctrl-C right after the first, before shutdown took over
+        return 128 + signal.SIGINT
+
+
+def _run(prog: str, build: Callable[[NodeSet], None], argv: Sequence[str] | None, multi_threaded: bool,
+         num_threads: int) -> int:
     import rclpy
     import rclpy.logging
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
