@@ -242,8 +242,11 @@ class FrameSync:
         sending = []
         for cam in self._live():
             st = self._stats[cam]
-            if self._pending[cam] is None and (st.last_arrival is None or st.last_arrival < ws):
-                st.is_stale = True  # sent nothing while the frame waited
+            if self._pending[cam] is None and (st.last_arrival is None or st.last_arrival < ws
+                                               or self._silent(cam, now)):
+                # sent nothing while the frame waited, or its last frame (dropped as unmatched) came
+                # in just after the wait began and nothing since
+                st.is_stale = True
                 st.stale += 1
             else:
                 sending.append(cam)

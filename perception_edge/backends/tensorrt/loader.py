@@ -2,11 +2,12 @@
 or an .onnx model's cached engine, built in the background on request (EngineBuildInProgress)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
@@ -115,27 +116,12 @@ class EngineBuildInProgress(Backend):
             self._backend.close()
 
 
-class EngineOptions(Protocol):
-    """The engine.* settings (perception_edge.config.EngineSection; create_backend fills in the
-    schema's defaults)."""
-
-    precision: str
-    cache_dir: str
-    auto_build: bool
-    workspace_mb: int
-    dla_core: int
-    max_batch: int
-    check_sidecar: bool
-
-
-def create_tensorrt_backend(path: str, engine: EngineOptions, input_size: int | None = None,
-                            timing_cache: str = "") -> Backend:
+def create_tensorrt_backend(path: str, engine: Any, input_size: int | None = None, timing_cache: str = "") -> Backend:
     """A .engine/.plan file: its sidecar checked against this TensorRT and GPU, then loaded. An .onnx
     model: its cached engine; if there is none, a background build (engine.auto_build) or a ModelError
-    with the build-engine command that makes it."""
-    opts = {"precision": engine.precision, "cache_dir": engine.cache_dir, "auto_build": engine.auto_build,
-            "workspace_mb": engine.workspace_mb, "dla_core": engine.dla_core, "max_batch": engine.max_batch,
-            "check_sidecar": engine.check_sidecar, "input_size": input_size, "timing_cache": timing_cache}
+    with the build-engine command that makes it. engine: the engine.* settings, a
+    perception_edge.config.EngineSection (create_backend fills in the schema's defaults)."""
+    opts = {**dataclasses.asdict(engine), "input_size": input_size, "timing_cache": timing_cache}
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in ENGINE_SUFFIXES + (".onnx",):
@@ -195,4 +181,4 @@ def _backend_for_onnx(p: Path, opts: dict[str, Any], cuda, identity: RuntimeIden
     return EngineBuildInProgress(str(p), onnx, settings, str(engine_path), build, load)
 
 
-__all__ = ["EngineBuildInProgress", "EngineOptions", "create_tensorrt_backend"]
+__all__ = ["EngineBuildInProgress", "create_tensorrt_backend"]
