@@ -231,3 +231,39 @@ def test_model_paths_resolve_against_cwd_then_share(tmp_path, monkeypatch):
         resolve_path("models/missing.onnx")
     assert str(share / "models" / "missing.onnx") in str(e.value)
     assert os.getcwd() == str(tmp_path)
+
+
+def test_each_node_declares_the_parameters_it_uses():
+    """camera_fusion: the camera/sync group; a model node (before configure(): nothing loaded yet)
+    its own section and the runtime settings; a name outside the schema is reported, schema names
+    another node uses are not."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy not importable")
+    from rclpy.parameter import Parameter
+
+    from perception_edge.nodes.camera_fusion import CameraFusionNode
+    from perception_edge.nodes.parameters import group_names
+    from perception_edge.nodes.segmentation import SegmentationNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        overrides = [Parameter("cameras", value="/cam_a/image_raw"), Parameter("detection.model", value="x.onnx"),
+                     Parameter("segmentation.threshold", value=0.6)]
+        fusion = CameraFusionNode(context=ctx, use_global_arguments=False, parameter_overrides=overrides,
+                                  start_parameter_services=False)
+        declared = {n for n in fusion._parameters if n not in ("use_sim_time", "start_type_description_service")}
+        assert declared == set(group_names("fusion"))
+        assert "detection.model" not in declared and fusion.cfg.cameras == ["/cam_a/image_raw"]
+        seg = SegmentationNode(context=ctx, use_global_arguments=False, parameter_overrides=overrides,
+                               start_parameter_services=False)
+        declared = {n for n in seg._parameters if n not in ("use_sim_time", "start_type_description_service")}
+        assert declared == set(group_names("segmentation"))
+        assert {"segmentation.threshold", "engine.precision", "onnxruntime.cpu_arena", "backend"} <= declared
+        assert not declared & {"detection.model", "sync.slop", "input_qos"}
+        assert seg.model is None and not seg.enabled and seg.cfg.segmentation.threshold == 0.6
+        with pytest.raises(ConfigError, match="segmentation.model is empty"):
+            seg.configure()
+        fusion.destroy_node()
+        seg.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
