@@ -11,7 +11,7 @@ from perception_edge.backends import Backend
 from perception_edge.core.errors import ConfigError, PerceptionError
 from perception_edge.core.sync import NS_PER_S, Batch, Frame, LatestSlot
 from perception_edge.nodes import diagnostics as diag
-from perception_edge.nodes.camera_fusion import CameraFusion
+from perception_edge.nodes.fusion import CameraFusion
 from perception_edge.nodes.parameters import add_dynamic_updates, declare_parameters, resolve_path
 from perception_edge.nodes.runner import Managed
 from rclpy.node import Node
