@@ -219,7 +219,10 @@ def test_fuzzing_a_running_container(tmp_path):
                            for t in (RAW, JPEG))
 
             assert listener.wait(answered, WAIT, alive), (
-                f"round {r}: valid frame not answered\n{procs.output(container)[-3000:]}")
+                f"round {r}: valid frame not answered: "
+                f"{ {t: (len(dets[t]), len(masks[t]), [d['stamp'] for d in dets[t]][-3:]) for t in (RAW, JPEG)} } "
+                f"stamp {stamp}; last statuses {[s[:3] for s in diags[-1]] if diags else None}"
+                f"\n{procs.output(container)[-3000:]}")
             # answered correctly: the same detections as the library in-process on the same pixels
             jpeg = cv2.imencode(".jpg", frames[r % 4], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
             expected = detector([(frames[r % 4], "bgr"), compressed_to_pixels("bgr8; jpeg compressed bgr8", jpeg)])

@@ -41,6 +41,9 @@ class CameraFusionNode(Managed, Node):
     def add_consumer(self, fn: Callable[[Batch], None]) -> None:
         self.fusion.add_consumer(fn)
 
+    def start(self) -> None:
+        self.fusion.start()
+
     def stop(self) -> None:
         self.fusion.close()
 

@@ -114,9 +114,6 @@ class CameraFusion:
 
     def __init__(self, node, cfg: config.Sections, clock: Callable[[], float] = time.monotonic,
                  keep_messages: int = 0):
-        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-        from sensor_msgs.msg import CompressedImage, Image
-
         self.node = node
         self.cameras: list[str] = list(cfg.cameras)
         self.qos_name = cfg.input_qos
@@ -134,8 +131,20 @@ class CameraFusion:
         self._closing = threading.Event()
         self.batches = 0
         self.with_info = message_info_callbacks()
+        self._cfg = cfg
+        self.subscriptions: list[Any] = []
+        self.poll_timer = None
+
+    def start(self) -> None:
+        """Subscribe to the cameras (once everything downstream is ready: the models are loaded and
+        their publishers exist, so the first frames are answered)."""
+        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+        from sensor_msgs.msg import CompressedImage, Image
+
+        if self.subscriptions:
+            return
+        node, cfg = self.node, self._cfg
         qos = input_qos_profile(self.qos_name)
-        self.subscriptions = []
         for cam in self.cameras:
             st = self._state[cam]
             lost = functools.partial(self._on_message_lost, cam)

@@ -182,6 +182,8 @@ class ModelNode(Managed, Node):
             self._thread = threading.Thread(target=self._work, name=f"{self.get_name()}-worker", daemon=True)
             self._thread.start()
             self.drawer.start()
+            if self.fusion is not None:
+                self.fusion.start()  # the camera subscriptions, last
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()

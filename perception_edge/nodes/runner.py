@@ -20,8 +20,9 @@ EXIT_CONFIG = 2
 
 class Managed:
     """Mixed into the package's nodes: what the runner calls besides the executor's spinning.
-    start(): begin work (worker threads); stop(): end it (idempotent). Loading models is the nodes'
-    configure() step, called by each executable's build function."""
+    start(): begin work (worker threads, camera subscriptions); stop(): end it (idempotent). Loading
+    models is the nodes' configure() step, called by each executable's build function. The runner
+    starts the nodes in the reverse order of NodeSet.add: consumers before the nodes feeding them."""
 
     def start(self) -> None:
         pass
@@ -159,7 +160,7 @@ def _run(prog: str, build: Callable[[NodeSet], None], argv: Sequence[str] | None
             executors.append(executor)
             for node in shared:
                 executor.add_node(node)
-        for node in nodes:
+        for node in reversed(nodes.nodes):  # the consumers (added last) before the nodes feeding them
             if isinstance(node, Managed):
                 node.start()
         for t in threads:
