@@ -207,6 +207,11 @@ def test_fuzzing_a_running_container(tmp_path):
             raise AssertionError(f"no reply from the fuzz publisher:\n{procs.output(fuzz)[-2000:]}")
 
         assert reply() == "ready"
+        # the results are published once per frame: this process must have discovered the
+        # container's publishers before the first frame goes out (seen otherwise on a loaded machine:
+        # round 0 processed by the container, its results never seen here)
+        outputs = [t.split("/image_raw")[0] + kind for t in (RAW, JPEG) for kind in ("/detections", "/lane_mask")]
+        assert listener.wait(lambda: all(listener.node.count_publishers(o) for o in outputs), WAIT, alive), outputs
         detector = Detector(create_backend(str(DET_MODEL)))
         frames = [cv2.imread(str(x)) for x in sorted(DRIVING.glob("*.jpg"))[:4]]
         for r in range(rounds):
