@@ -1,10 +1,16 @@
 """The one configuration schema: ROS parameters, CLI flags and YAML files all come from PARAMETERS.
 
 A YAML file is a ROS 2 params file (``/**: ros__parameters: {...}``, nested or dotted names);
-the CLI and replay read the same file, so one file describes one deployment.
+the CLI and replay read the same file, so one file describes one deployment. Code reads the values
+as typed sections (``Sections``: ``cfg.detection.conf_threshold``, ``cfg.engine.precision``), whose
+fields are checked against PARAMETERS when this module is imported; the flat dotted names stay the
+ROS parameter names and the keys of params files. ``config/perception.yaml`` is written from the
+schema by ``params_file()`` (a test keeps the two equal).
 """
 from __future__ import annotations
 
+import dataclasses
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -38,6 +44,8 @@ class Param:
             if not isinstance(v, str):
                 raise ConfigError(f"parameter {self.name}: expected a string, got {v!r}")
         elif self.type is list:
+            if isinstance(v, str) and v:
+                v = [v]  # one entry given as a plain string (cameras:=/one/topic)
             if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(s, str) for s in v):
                 raise ConfigError(f"parameter {self.name}: expected a list of strings, got {v!r}")
             v = list(v)
@@ -50,16 +58,33 @@ class Param:
 
 PARAMETERS: list[Param] = [
     Param("cameras", list, ["/cam_front/image_raw"],
-          "Image topics (sensor_msgs/Image, or CompressedImage when the name ends in /compressed)."),
-    Param("backend", str, "auto", "Inference runtime: auto picks TensorRT for .engine/.plan files, "
-          "ONNX Runtime for .onnx.", choices=("auto", "onnxruntime", "tensorrt")),
+          "Image topics (sensor_msgs/Image, or sensor_msgs/CompressedImage when the name ends in "
+          "/compressed); one topic may be given as a plain string. Results go to the topic's namespace: "
+          "/cam_front/image_raw -> /cam_front/detections."),
+    Param("input_qos", str, "sensor_data", "Camera subscription QoS: sensor_data (best effort, depth 1: works "
+          "with every camera driver) or reliable (depth 1: only receives from reliable publishers). A "
+          "publisher whose QoS does not match is reported as a WARN naming the topic and the policy. Raw HD "
+          "images sent best effort over UDP lose fragments under load; with a reliable camera driver, "
+          "reliable delivers more frames, and a Fast DDS shared-memory segment larger than a frame cuts "
+          "transport latency.", choices=("sensor_data", "reliable")),
+    Param("backend", str, "auto", "Inference runtime: auto (TensorRT for .engine/.plan files, ONNX Runtime "
+          "for .onnx), onnxruntime or tensorrt.", choices=("auto", "onnxruntime", "tensorrt")),
     Param("num_threads", int, 0, "CPU threads for each ONNX Runtime model (0: automatic, the cores split "
-          "between the models that run at the same time).", range=(0, 256)),
-    Param("input_qos", str, "sensor_data", "Camera subscription QoS: sensor_data (best effort, depth 1) "
-          "or reliable (depth 1).", choices=("sensor_data", "reliable")),
-    Param("detection.model", str, "", "YOLOv5 model (.onnx, or .engine/.plan); empty disables detection."),
-    Param("detection.labels", str, "", "Class names, one per line; empty: COCO-80 when the model has 80 "
-          "classes, else class_<id>."),
+          "between the models that run at the same time -- detection and segmentation in the container -- "
+          "instead of each taking every core; an explicit value is used as given).", range=(0, 256)),
+    Param("diagnostics_period", float, 1.0, "Seconds between /diagnostics messages (per-camera input rates, "
+          "drops, bad messages, stale cameras; per-model rates, stage latencies, errors).", range=(0.05, 60.0)),
+    Param("debug_image", bool, True, "Publish <camera ns>/debug_image (boxes drawn, off the inference "
+          "thread; rendered only while someone subscribes)."),
+    Param("sync.slop", float, 0.05, "Approximate-time window (s): frames of one batch are at most this far "
+          "apart (header stamps).", range=(0.0, 10.0)),
+    Param("sync.stale_timeout", float, 0.5, "A camera silent this long (s) leaves the batch instead of "
+          "stalling the others (reported as stale in /diagnostics); it rejoins with its next frame.",
+          range=(0.01, 60.0)),
+    Param("detection.model", str, "", "YOLOv5 model (.onnx, or .engine/.plan for TensorRT); empty disables "
+          "detection."),
+    Param("detection.labels", str, "", "Class names, one per line; empty: from the model's metadata, COCO-80 "
+          "when the model has 80 classes, else class_<id>."),
     Param("detection.conf_threshold", float, 0.25, "Minimum objectness x class score.", range=(0.0, 1.0),
           read_only=False),
     Param("detection.iou_threshold", float, 0.45, "NMS IoU threshold.", range=(0.0, 1.0), read_only=False),
@@ -67,44 +92,49 @@ PARAMETERS: list[Param] = [
           read_only=False),
     Param("detection.agnostic_nms", bool, False, "Suppress overlapping boxes across classes.",
           read_only=False),
-    Param("detection.input_size", int, 640, "Square input size for models whose size is dynamic.",
-          range=(32, 4096)),
-    Param("detection.rect", bool, False, "Rectangular inference for models with dynamic height/width: the "
-          "smallest stride-aligned rectangle holding the frame at input_size (1280x720 at 640 -> 640x384)."),
-    Param("segmentation.model", str, "", "Lane segmentation model (.onnx/.engine); empty disables it."),
+    Param("detection.input_size", int, 640, "Square input size for models whose input size is dynamic "
+          "(fixed-size models use their own).", range=(32, 4096)),
+    Param("detection.rect", bool, False, "Rectangular inference for models with dynamic height/width (export "
+          "--dynamic): the smallest stride-aligned rectangle holding the frame at input_size (1280x720 at "
+          "640 -> 640x384, as the official detect.py). Fixed-size models (export --img-size 640x384) use "
+          "their own shape."),
+    Param("segmentation.model", str, "", "Lane segmentation model (.onnx/.engine); empty disables lane "
+          "segmentation."),
     Param("segmentation.threshold", float, 0.5, "Probability threshold of a one-channel (binary) model.",
           range=(0.0, 1.0), read_only=False),
     Param("segmentation.resize_mode", str, "letterbox", "How frames are fitted to the model: letterbox "
           "(aspect kept) or stretch.", choices=("letterbox", "stretch")),
-    Param("sync.slop", float, 0.05, "Approximate-time window (s): frames of a batch are at most this far "
-          "apart.", range=(0.0, 10.0)),
-    Param("sync.stale_timeout", float, 0.5, "A camera silent this long (s) leaves the batch instead of "
-          "stalling the others.", range=(0.01, 60.0)),
-    Param("debug_image", bool, True, "Publish <camera ns>/debug_image (rendered only while subscribed)."),
-    Param("diagnostics_period", float, 1.0, "Seconds between /diagnostics messages.", range=(0.05, 60.0)),
-    Param("engine.precision", str, "fp16", "TensorRT precision when building engines.",
-          choices=("fp32", "fp16", "int8")),
+    Param("segmentation.input_size", int, 0, "Square input size for segmentation models whose input size is "
+          "dynamic (fixed-size models use their own); 0: the same as detection.input_size.",
+          range=(0, 4096)),
+    Param("engine.precision", str, "fp16", "TensorRT precision when building an engine from an ONNX model: "
+          "fp32, fp16 or int8.", choices=("fp32", "fp16", "int8")),
     Param("engine.cache_dir", str, "", "Where engines built from ONNX models are kept (empty: next to the "
           "model)."),
-    Param("engine.auto_build", bool, False, "Build a missing engine from the ONNX model (in the "
-          "background; the node reports 'building engine')."),
+    Param("engine.auto_build", bool, False, "Build a missing engine from the ONNX model in the background "
+          "(reported as 'building engine' in /diagnostics meanwhile)."),
     Param("engine.workspace_mb", int, 1024, "TensorRT builder workspace limit (MiB).", range=(16, 65536)),
     Param("engine.dla_core", int, -1, "DLA core for the engine (-1: GPU only).", range=(-1, 7)),
-    Param("engine.max_batch", int, 4, "Largest batch of a dynamic-batch engine profile.", range=(1, 64)),
+    Param("engine.max_batch", int, 4, "Largest batch (number of cameras) of a dynamic-batch engine profile.",
+          range=(1, 64)),
     Param("engine.check_sidecar", bool, True, "Refuse an .engine/.plan whose JSON sidecar is missing or does "
           "not match this TensorRT version, GPU or ONNX model (false: load it anyway, with a warning)."),
-    Param("limits.max_image_pixels", int, 1 << 24, "Largest camera image accepted (width x height), checked "
-          "from the message or the compressed header before anything is decoded (0: no limit).",
-          range=(0, 1 << 30)),
-    Param("limits.preprocess_cache", int, 8, "Frame geometries whose resize buffers are kept per model "
-          "(least recently used first out).", range=(1, 64)),
-    Param("onnxruntime.cpu_arena", bool, True, "ONNX Runtime's CPU memory arena (holds the largest batch's "
-          "working memory for reuse; off: each run allocates and frees it, slower and no smaller here)."),
-    Param("onnxruntime.memory_pattern", bool, False, "ONNX Runtime's memory-pattern planning (preallocates "
-          "per input shape)."),
-    Param("onnxruntime.graph_optimization", str, "all", "ONNX Runtime graph optimizations: all (with the CPU "
-          "layout transformations: fastest, more memory), extended (without them), basic.",
-          choices=("all", "extended", "basic")),
+    Param("limits.max_image_pixels", int, 1 << 24, "Largest camera image accepted, in pixels (width x height, "
+          "default 4096 x 4096): checked from the Image message or the compressed header before anything "
+          "is decoded; 0: no limit.", range=(0, 1 << 30)),
+    Param("limits.preprocess_cache", int, 8, "Frame geometries whose resize buffers each model keeps (least "
+          "recently used first out).", range=(1, 64)),
+    Param("onnxruntime.cpu_arena", bool, True, "ONNX Runtime's CPU memory arena: keeps the largest batch's "
+          "working memory for reuse (off: every run allocates and frees it, which measured slower here and "
+          "no smaller)."),
+    Param("onnxruntime.memory_pattern", bool, False, "ONNX Runtime's memory-pattern planning: preallocates "
+          "per input shape on top of the arena (on: about 1.7x the resident memory for the same speed "
+          "here)."),
+    Param("onnxruntime.graph_optimization", str, "auto", "ONNX Runtime graph optimizations: all (with the CPU "
+          "layout transformations: fastest, more memory), extended (without them), basic; auto: all for "
+          "detection, extended for segmentation (whose full-resolution feature maps make the layout "
+          "transformations cost 1.7x the working memory for 12% of speed with the bundled U-Net).",
+          choices=("auto", "all", "extended", "basic")),
 ]
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
@@ -112,6 +142,147 @@ BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
 def defaults() -> dict[str, Any]:
     return {p.name: (list(p.default) if p.type is list else p.default) for p in PARAMETERS}
+
+
+# -- typed sections --------------------------------------------------------------------------------
+# One frozen dataclass per dotted prefix, no defaults of their own: they are built from validated
+# values (schema defaults < params file < flags), and _check_sections() holds their fields to the
+# schema (same names, same types) when this module is imported.
+
+@dataclass(frozen=True)
+class DetectionSection:
+    model: str
+    labels: str
+    conf_threshold: float
+    iou_threshold: float
+    max_detections: int
+    agnostic_nms: bool
+    input_size: int
+    rect: bool
+
+
+@dataclass(frozen=True)
+class SegmentationSection:
+    model: str
+    threshold: float
+    resize_mode: str
+    input_size: int  # 0: detection.input_size (resolved by Sections.segmentation_input_size)
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    slop: float
+    stale_timeout: float
+
+
+@dataclass(frozen=True)
+class EngineSection:
+    precision: str
+    cache_dir: str
+    auto_build: bool
+    workspace_mb: int
+    dla_core: int
+    max_batch: int
+    check_sidecar: bool
+
+    @classmethod
+    def defaults(cls) -> EngineSection:
+        return Sections.defaults().engine
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_image_pixels: int
+    preprocess_cache: int
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeSection:
+    cpu_arena: bool
+    memory_pattern: bool
+    graph_optimization: str
+
+    @classmethod
+    def defaults(cls) -> OnnxRuntimeSection:
+        return Sections.defaults().onnxruntime
+
+
+SECTION_TYPES: dict[str, type] = {"detection": DetectionSection, "segmentation": SegmentationSection,
+                                  "sync": SyncSection, "engine": EngineSection, "limits": LimitsSection,
+                                  "onnxruntime": OnnxRuntimeSection}
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The whole configuration, typed: top-level parameters as fields, each dotted prefix a section."""
+
+    cameras: list[str]
+    input_qos: str
+    backend: str
+    num_threads: int
+    diagnostics_period: float
+    debug_image: bool
+    sync: SyncSection
+    detection: DetectionSection
+    segmentation: SegmentationSection
+    engine: EngineSection
+    limits: LimitsSection
+    onnxruntime: OnnxRuntimeSection
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], validated: bool = False) -> Sections:
+        """From dotted names (missing ones take the schema's defaults); checked unless `validated`."""
+        flat = dict(values) if validated and len(values) == len(PARAMETERS) else validate(values)
+        top = {k: v for k, v in flat.items() if "." not in k}
+        nested: dict[str, dict[str, Any]] = {name: {} for name in SECTION_TYPES}
+        for k, v in flat.items():
+            if "." in k:
+                prefix, field = k.split(".", 1)
+                nested[prefix][field] = v
+        return cls(**top, **{name: SECTION_TYPES[name](**fields) for name, fields in nested.items()})
+
+    @classmethod
+    def defaults(cls) -> Sections:
+        return cls.from_values({})
+
+    def values(self) -> dict[str, Any]:
+        """Back to dotted names (the ROS parameter names)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in SECTION_TYPES:
+                out.update({f"{f.name}.{k}": x for k, x in dataclasses.asdict(v).items()})
+            else:
+                out[f.name] = list(v) if isinstance(v, list) else v
+        return out
+
+    def replace(self, **changes: Any) -> Sections:
+        """A copy with some dotted names changed (checked against the schema)."""
+        merged = self.values()
+        merged.update(changes)
+        return Sections.from_values(merged)
+
+    @property
+    def segmentation_input_size(self) -> int:
+        return self.segmentation.input_size or self.detection.input_size
+
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list[str]"}
+
+
+def _check_sections() -> None:
+    """The dataclasses' fields are the schema's names with the schema's types (a programming error
+    otherwise, caught by any import of this module, so also by every test run)."""
+    expected: dict[str, str] = {}
+    for f in dataclasses.fields(Sections):
+        if f.name in SECTION_TYPES:
+            expected.update({f"{f.name}.{g.name}": g.type for g in dataclasses.fields(SECTION_TYPES[f.name])})
+        else:
+            expected[f.name] = f.type
+    schema = {p.name: _TYPE_NAMES[p.type] for p in PARAMETERS}
+    if expected != schema:
+        diff = sorted(set(expected.items()) ^ set(schema.items()))
+        raise AssertionError(f"config.Sections does not match PARAMETERS: {diff}")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -136,6 +307,9 @@ def validate(values: Mapping[str, Any], unknown_ok: bool = False) -> dict[str, A
                 continue
             raise ConfigError(f"unknown parameter {name!r}")
         merged[name] = param.validate(value)
+    if 0 < merged["segmentation.input_size"] < 32:
+        raise ConfigError("parameter segmentation.input_size: 0 (as detection.input_size) or at least 32, "
+                          f"got {merged['segmentation.input_size']}")
     return merged
 
 
@@ -196,3 +370,67 @@ def from_cli(args, names: Iterable[str], config_file: str | None = None) -> dict
         if v is not None and not (BY_NAME[name].type is bool and v is False):
             values[name] = BY_NAME[name].validate(v)
     return values
+
+
+# -- the params file ---------------------------------------------------------------------------------
+
+PARAMS_FILE_HEADER = """\
+# perception_edge parameters: one file for every node (perception_container, camera_fusion,
+# detection_node, segmentation_node) -- they all read the `/**` section; each node declares the
+# parameters it uses and ignores the others.
+#
+#   ros2 run perception_edge perception_container --ros-args --params-file config/perception.yaml
+#   ros2 launch perception_edge perception.launch.py config_file:=/path/to/this.yaml
+#
+# Written from the schema (perception_edge/config.py: python3 -c "from perception_edge import config;
+# print(config.params_file(), end='')" > config/perception.yaml); every parameter is listed with its
+# default unless noted. Read-only parameters are fixed at start-up; the ones marked "dynamic" can be
+# changed while running:
+#   ros2 param set /detection detection.conf_threshold 0.4
+# Relative model/label paths are looked up in the current directory, then in
+# share/perception_edge/ of the installed package.
+"""
+# values this file sets that differ from the schema's defaults (the bundled models, two cameras)
+PARAMS_FILE_VALUES: dict[str, Any] = {"cameras": ["/cam_front/image_raw", "/cam_left/image_raw"],
+                                      "detection.model": "models/det_yolov5_synth.onnx",
+                                      "segmentation.model": "models/lane_unet.onnx"}
+SECTION_NOTES = {"engine": "TensorRT only (Jetson / NVIDIA GPU); ignored by ONNX Runtime."}
+
+
+def _yaml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, str)):
+        if isinstance(v, str) and v and v.replace("_", "").replace("/", "").replace(".", "").isalnum():
+            return v
+        return json.dumps(v)
+    return repr(v)
+
+
+def params_file(values: Mapping[str, Any] | None = None) -> str:
+    """config/perception.yaml: every schema parameter with its description as a comment (plus
+    '(dynamic)' and, where the file's value is not the default, the default)."""
+    shown = dict(PARAMS_FILE_VALUES if values is None else values)
+    lines = PARAMS_FILE_HEADER.splitlines() + ["/**:", "  ros__parameters:"]
+    section = None
+    for p in PARAMETERS:
+        prefix, _, key = p.name.rpartition(".")
+        indent = "    " if not prefix else "      "
+        if prefix != section and prefix:
+            lines += ["", f"    {prefix}:"]
+            if prefix in SECTION_NOTES:
+                lines.append(f"      # {SECTION_NOTES[prefix]}")
+        section = prefix or section
+        value = shown.get(p.name, p.default)
+        text = p.description if p.read_only else p.description.rstrip(".") + " (dynamic)."
+        if value != p.default:
+            text += f" Default: {_yaml_value(p.default)}."
+        lines += textwrap.wrap(text, 100, initial_indent=indent + "# ",
+                               subsequent_indent=indent + "# ", break_on_hyphens=False)
+        lines.append(f"{indent}{key}: {_yaml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+_check_sections()

@@ -46,10 +46,14 @@ def segmentation_graph(path, size=(96, 128), classes=3, stride=4, batch="batch")
     else:
         nodes[0].output[0] = "logits"
         out = "logits"
-    h, w_ = size
+    h, w_ = size  # names (str) for a dynamic height/width
+
+    def out_dim(d):
+        return d // stride if isinstance(d, int) else f"{d}_out"
+
     return save(nodes,
                 [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, h, w_])],
-                [helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, classes, h // stride, w_ // stride])],
+                [helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, classes, out_dim(h), out_dim(w_)])],
                 [numpy_helper.from_array(w.reshape(classes, 3, 1, 1), "w"), numpy_helper.from_array(b, "b")], path)
 
 

@@ -6,9 +6,10 @@ between files, and imports that point one way through the layers (docs in README
     apps        evaluation -> pipeline, backends, data, core; replay -> nodes, config, data, core;
                 engine_request -> backends, config, data, core; model_cache -> models, data, core
     nodes       nodes -> pipeline, backends, config, core
-    pipeline    pipeline -> backends, core
+    pipeline    pipeline -> backends, config, core
     training    training -> models, data, core
-    backends    backends -> core; backends/tensorrt -> core and backends.base only
+    backends    backends -> config, core; backends/tensorrt -> core and backends.base only
+    config      config -> core (the schema and its typed sections: pure Python)
     models      models -> core
     data        data -> core
     core        numpy / OpenCV; never rclpy, ROS messages, onnxruntime, tensorrt, CUDA or torch
@@ -35,13 +36,13 @@ CLI = (f"{PKG}.cli", f"{PKG}.tools")  # the command line, and the deprecated ali
 # which holds only __version__). The first matching prefix wins, so sub-layers come first.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (f"{PKG}.backends.tensorrt", (f"{PKG}.core", f"{PKG}.backends.base")),
-    (f"{PKG}.backends", (f"{PKG}.core",)),
+    (f"{PKG}.backends", (f"{PKG}.core", f"{PKG}.config")),
     (f"{PKG}.core", ()),
     (f"{PKG}.config", (f"{PKG}.core",)),
     (f"{PKG}.data", (f"{PKG}.core",)),
     (f"{PKG}.models", (f"{PKG}.core",)),
     (f"{PKG}.training", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
-    (f"{PKG}.pipeline", (f"{PKG}.core", f"{PKG}.backends")),
+    (f"{PKG}.pipeline", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.config")),
     (f"{PKG}.nodes", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.config")),
     # library modules the commands share (one concern each, above the nodes / pipeline)
     (f"{PKG}.evaluation", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.data")),
@@ -273,6 +274,7 @@ MOVED = [  # (old module, name, new module[:new name])
     ("perception_edge.tools.train_det", "store_weights_fp16", "perception_edge.training.detection"),
     ("perception_edge.tools.train_seg", "seg_loss", "perception_edge.training.segmentation"),
     ("perception_edge.data.synthetic", "Frame", "perception_edge.data.synthetic:SyntheticFrame"),
+    ("perception_edge.pipeline", "Image", "perception_edge.pipeline:ImageInput"),
 ]
 ALIAS_MODULES = ("perception_edge.backends.tensorrt_backend", "perception_edge.backends.engine_cache",
                  *sorted({old for old, _, _ in MOVED if old.startswith("perception_edge.tools.")})

@@ -106,15 +106,31 @@ def test_onnxruntime_memory_settings_follow_the_schema(tmp_path):
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     opts = create_backend(path).session.get_session_options()
     assert (opts.enable_cpu_mem_arena, opts.enable_mem_pattern) == (True, False)
-    with pytest.raises(ModelError, match="graph optimization"):
+    with pytest.raises(ConfigError, match="graph_optimization"):
         create_backend(path, onnxruntime={"graph_optimization": "turbo"})
 
 
 def test_threads_are_split_between_concurrent_models():
-    from perception_edge.pipeline import backend_options, threads_per_model
+    from perception_edge.pipeline import threads_per_model
 
     assert threads_per_model(0, 1, cores=8) == 0  # one model: the runtime's default
     assert threads_per_model(0, 2, cores=8) == 4 and threads_per_model(0, 2, cores=2) == 1
     assert threads_per_model(0, 3, cores=2) == 1  # never below one
     assert threads_per_model(3, 2, cores=8) == 3  # an explicit value wins
-    assert backend_options({"num_threads": 0, "onnxruntime.cpu_arena": False}, 2)["onnxruntime"] == {"cpu_arena": False}
+
+
+def test_auto_graph_optimization_per_model_kind(tmp_path):
+    import onnxruntime as ort
+
+    from perception_edge import config
+    from perception_edge.pipeline import backend_for
+
+    path = str(segmentation_graph(tmp_path / "seg.onnx"))
+    cfg = config.Sections.defaults()
+    level = {k: backend_for(cfg, path, kind=k).session.get_session_options().graph_optimization_level
+             for k in ("detection", "segmentation")}
+    assert level == {"detection": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                     "segmentation": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
+    fixed = cfg.replace(**{"onnxruntime.graph_optimization": "all"})
+    assert backend_for(fixed, path, kind="segmentation").session.get_session_options().graph_optimization_level \
+        == ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -132,7 +132,10 @@ def test_detector_batches_cameras_in_one_call(yolov5n_onnx, session, frames_bgr)
     detector = Detector(create_backend(str(yolov5n_onnx)), conf_threshold=_conf_for(pred))
     images = [(f, "bgr") for f in frames_bgr[:3]]
     batched = detector(images)
-    assert detector.inference_calls == 1
+    assert detector.inference_calls == 1 and batched.calls == 1  # three cameras, one backend run
+    t = batched.timings  # what this call took, returned with its results (ms)
+    assert set(t) == {"preprocess", "inference", "postprocess"}
+    assert 0 < t["inference"] < 10_000 and 0 < t["preprocess"] < t["inference"] and 0 < t["postprocess"] < 10_000
     singles = [detector([im])[0] for im in images]
     for a, b in zip(batched, singles):
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)

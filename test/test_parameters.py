@@ -51,7 +51,9 @@ def test_descriptors_follow_the_schema():
     ({"detection.iou_threshold": -0.1}, "detection.iou_threshold: -0.1 is outside"),
     ({"backend": "magic"}, "parameter backend: 'magic' is not one of auto, onnxruntime, tensorrt"),
     ({"input_qos": "best_effort"}, "not one of sensor_data, reliable"),
-    ({"cameras": "/cam/image_raw"}, "parameter cameras: expected a list of strings"),
+    ({"cameras": 3}, "parameter cameras: expected a list of strings"),
+    ({"cameras": ["/a/image", 3]}, "parameter cameras: expected a list of strings"),
+    ({"segmentation.input_size": 16}, "segmentation.input_size: 0 (as detection.input_size) or at least 32"),
     ({"num_threads": True}, "parameter num_threads: expected an integer"),
     ({"num_threads": -1}, "num_threads: -1 is outside [0, 256]"),
     ({"debug_image": "yes"}, "parameter debug_image: expected true/false"),
@@ -86,6 +88,38 @@ def test_camera_namespaces():
     assert output_topic("/carla/ego_vehicle/rgb_front/image", "lane_mask") == "/carla/ego_vehicle/rgb_front/lane_mask"
     assert output_topic("/image", "detections") == "/detections"
     assert output_topic("cam/image_raw", "detections") == "cam/detections"  # relative stays relative
+
+
+def test_one_camera_as_a_string_is_a_list_of_one():
+    assert config.validate({"cameras": "/cam/image_raw"})["cameras"] == ["/cam/image_raw"]
+
+
+def test_params_file_is_the_schema():
+    """config/perception.yaml is written from the schema: its comments are the descriptions and it
+    shows the defaults (regenerate: python3 -c "from perception_edge import config;
+    print(config.params_file(), end='')" > config/perception.yaml)."""
+    text = YAML.read_text()
+    assert text == config.params_file(), "config/perception.yaml differs from config.params_file()"
+    # and independently of the generator: each value the file sets is the default, except the
+    # deployment values it names
+    values = config.load_file(str(YAML))
+    differing = {n for n in values if values[n] != config.BY_NAME[n].default}
+    assert differing == set(config.PARAMS_FILE_VALUES)
+    flat_comments = " ".join(line.strip().lstrip("# ") for line in text.splitlines() if line.strip().startswith("#"))
+    for p in config.PARAMETERS:
+        assert " ".join(p.description.split()) in flat_comments or p.description.rstrip(".") in flat_comments, p.name
+
+
+def test_typed_sections_follow_the_schema():
+    cfg = config.Sections.defaults()
+    assert cfg.values() == config.defaults()
+    assert cfg.engine.precision == config.BY_NAME["engine.precision"].default
+    assert cfg.detection.conf_threshold == 0.25 and cfg.sync.slop == 0.05
+    changed = cfg.replace(**{"detection.input_size": 1280})
+    assert changed.segmentation_input_size == 1280 and cfg.segmentation_input_size == 640
+    assert changed.replace(**{"segmentation.input_size": 320}).segmentation_input_size == 320
+    with pytest.raises(ConfigError, match="detection.conf_threshold"):
+        cfg.replace(**{"detection.conf_threshold": 2.0})
 
 
 def test_params_file_lists_every_parameter_and_loads():
@@ -197,3 +231,39 @@ def test_model_paths_resolve_against_cwd_then_share(tmp_path, monkeypatch):
         resolve_path("models/missing.onnx")
     assert str(share / "models" / "missing.onnx") in str(e.value)
     assert os.getcwd() == str(tmp_path)
+
+
+def test_each_node_declares_the_parameters_it_uses():
+    """camera_fusion: the camera/sync group; a model node (before configure(): nothing loaded yet)
+    its own section and the runtime settings; a name outside the schema is reported, schema names
+    another node uses are not."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy not importable")
+    from rclpy.parameter import Parameter
+
+    from perception_edge.nodes.camera_fusion import CameraFusionNode
+    from perception_edge.nodes.parameters import group_names
+    from perception_edge.nodes.segmentation import SegmentationNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        overrides = [Parameter("cameras", value="/cam_a/image_raw"), Parameter("detection.model", value="x.onnx"),
+                     Parameter("segmentation.threshold", value=0.6)]
+        fusion = CameraFusionNode(context=ctx, use_global_arguments=False, parameter_overrides=overrides,
+                                  start_parameter_services=False)
+        declared = {n for n in fusion._parameters if n not in ("use_sim_time", "start_type_description_service")}
+        assert declared == set(group_names("fusion"))
+        assert "detection.model" not in declared and fusion.cfg.cameras == ["/cam_a/image_raw"]
+        seg = SegmentationNode(context=ctx, use_global_arguments=False, parameter_overrides=overrides,
+                               start_parameter_services=False)
+        declared = {n for n in seg._parameters if n not in ("use_sim_time", "start_type_description_service")}
+        assert declared == set(group_names("segmentation"))
+        assert {"segmentation.threshold", "engine.precision", "onnxruntime.cpu_arena", "backend"} <= declared
+        assert not declared & {"detection.model", "sync.slop", "input_qos"}
+        assert seg.model is None and not seg.enabled and seg.cfg.segmentation.threshold == 0.6
+        with pytest.raises(ConfigError, match="segmentation.model is empty"):
+            seg.configure()
+        fusion.destroy_node()
+        seg.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -214,6 +214,11 @@ def test_fuzzing_a_running_container(tmp_path):
             raise AssertionError(f"no reply from the fuzz publisher:\n{procs.output(fuzz)[-2000:]}")
 
         assert reply() == "ready"
+        # the results are published once per frame: this process must have discovered the
+        # container's publishers before the first frame goes out (seen otherwise on a loaded machine:
+        # round 0 processed by the container, its results never seen here)
+        outputs = [t.split("/image_raw")[0] + kind for t in (RAW, JPEG) for kind in ("/detections", "/lane_mask")]
+        assert listener.wait(lambda: all(listener.node.count_publishers(o) for o in outputs), WAIT, alive), outputs
         detector = Detector(create_backend(str(DET_MODEL)))
         frames = [cv2.imread(str(x)) for x in sorted(DRIVING.glob("*.jpg"))[:4]]
         for r in range(rounds):
@@ -226,7 +231,10 @@ def test_fuzzing_a_running_container(tmp_path):
                            for t in (RAW, JPEG))
 
             assert listener.wait(answered, WAIT, alive), (
-                f"round {r}: valid frame not answered\n{procs.output(container)[-3000:]}")
+                f"round {r}: valid frame not answered: "
+                f"{ {t: (len(dets[t]), len(masks[t]), [d['stamp'] for d in dets[t]][-3:]) for t in (RAW, JPEG)} } "
+                f"stamp {stamp}; last statuses {[s[:3] for s in diags[-1]] if diags else None}"
+                f"\n{procs.output(container)[-3000:]}")
             # answered correctly: the same detections as the library in-process on the same pixels
             jpeg = cv2.imencode(".jpg", frames[r % 4], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
             expected = detector([(frames[r % 4], "bgr"), compressed_to_pixels("bgr8; jpeg compressed bgr8", jpeg)])

@@ -36,7 +36,8 @@ def test_segmenter_matches_reference_on_real_frames(tmp_path, frames_bgr, classe
     seg = Segmenter(create_backend(str(segmentation_graph(tmp_path / "s.onnx", classes=classes))), resize_mode=mode)
     images = [frames_bgr[0], np.ascontiguousarray(frames_bgr[1][:600, :500])]
     masks = seg([(im, "bgr") for im in images])
-    assert seg.inference_calls == 1
+    assert seg.inference_calls == 1 and masks.calls == 1 and len(masks) == 2
+    assert all(0 < masks.timings[k] < 10_000 for k in ("preprocess", "inference", "postprocess"))
     for im, mask in zip(images, masks):
         assert mask.shape == im.shape[:2] and mask.dtype == np.uint8
         expected, _ = reference_mask(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), (96, 128), classes, 4, mode)
@@ -66,3 +67,14 @@ def test_colorize_and_overlay():
     assert col.shape == (2, 2, 3) and (col[0, 0] == 0).all() and (col[0, 1] != col[1, 0]).any()
     out = overlay(rgb, mask, alpha=0.5)
     assert (out[0, 0] == 100).all() and (out[1, 1] == 100).all() and (out[0, 1] != 100).any()
+
+
+def test_segmenter_takes_its_own_input_size(tmp_path):
+    """segmentation.input_size sizes a dynamic segmentation model; 0 keeps detection.input_size."""
+    from perception_edge import config
+    from perception_edge.pipeline import Segmenter
+
+    path = str(segmentation_graph(tmp_path / "dyn.onnx", classes=2, size=("height", "width")))
+    cfg = config.Sections.from_values({"segmentation.model": path, "detection.input_size": 320})
+    assert Segmenter.from_config(cfg).input_hw == (320, 320)
+    assert Segmenter.from_config(cfg.replace(**{"segmentation.input_size": 256})).input_hw == (256, 256)

@@ -433,3 +433,24 @@ def test_cameras_that_stop_go_stale_despite_jitter_and_losses(seed):
     st = sync.stats()
     assert st["l"].is_stale and st["r"].is_stale and not st["f"].is_stale and not st["f"].is_skewed
     assert sum(1 for b in batches if b.cameras == ["f"] and b.frames[0].stamp >= 8 * NS_PER_S) >= 20
+def test_camera_whose_last_frame_was_dropped_goes_stale_when_it_falls_silent():
+    """A camera's last frame arrives just after another camera's frame started the wait, is dropped
+    as too old to match, and then the camera stops: it goes stale after the timeout (it sent
+    nothing since) and the others batch on, instead of waiting for it for ever. (Seen in the node
+    test: a camera stopped right after a delayed frame.)"""
+    sync, clock = make(stale=0.5)
+    clock.t = 10.0
+    assert sync.add(frame("a", 10.0)) is None
+    assert sync.add(frame("b", 10.0)) is not None  # in step, both batching
+    clock.t = 10.1
+    assert sync.add(frame("a", 10.1)) is None  # the wait starts here
+    clock.t = 10.11
+    assert sync.add(frame("b", 10.0)) is None  # a late duplicate-ish frame: too old, dropped; b then stops
+    batches = []
+    for i in range(2, 20):
+        clock.t = 10.0 + i * 0.1
+        batch = sync.add(frame("a", 10.0 + i * 0.1))
+        if batch is not None:
+            batches.append(batch)
+    assert sync.stats()["b"].is_stale
+    assert batches and all([f.camera for f in b.frames] == ["a"] for b in batches)

@@ -28,12 +28,21 @@ class TensorSpec:
 
 
 class Backend(abc.ABC):
-    """A loaded model. `run` takes one input tensor (batch first) and returns the outputs in order."""
+    """A loaded model. `run` takes one input tensor (batch first) and returns the outputs in order.
+
+    Everything a node or the pipeline reads from a backend is declared here (no getattr probing):
+    name, path, num_threads, metadata, status and building."""
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     metadata: dict[str, str] = {}  # model metadata (e.g. YOLOv5 export's class names, stride)
-    name: str = "backend"
+    name: str = "backend"  # the runtime: "onnxruntime", "tensorrt"
+    path: str = "model"  # the model (or engine) file it loaded
+    num_threads: int | None = None  # CPU threads of a CPU runtime (0: its default); None: not a CPU runtime
+    # "ready", or what keeps it from running: "building engine", "failed: <reason>" (a subclass that
+    # prepares its model in the background computes status and building as properties)
+    status: str = "ready"
+    building: bool = False  # being prepared in the background: frames are skipped meanwhile
 
     @property
     def input(self) -> TensorSpec:

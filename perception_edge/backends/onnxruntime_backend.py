@@ -29,7 +29,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, path: str, num_threads: int = 0, providers: Sequence[str] | None = None,
                  use_gpu: bool = True, cpu_arena: bool = True, memory_pattern: bool = False,
-                 graph_optimization: str = "all"):
+                 graph_optimization: str = "auto"):
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -37,6 +37,8 @@ class OnnxRuntimeBackend(Backend):
             providers = [p for p in GPU_PROVIDERS if use_gpu and p in available] + ["CPUExecutionProvider"]
         options = ort.SessionOptions()
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  "auto": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,  # what is best for a model kind is
+                  # decided by the pipeline (pipeline.backend_for); alone, the fastest
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
         if graph_optimization not in levels:

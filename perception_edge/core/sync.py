@@ -35,7 +35,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 import numpy as np
 
@@ -60,7 +60,6 @@ class Frame:
     camera: str  # the camera's topic
     arrival: float | None = None
     convert_ms: float = 0.0  # time spent turning the message into pixels
-    source: Any = None  # the source message, opaque here (the standalone fusion node republishes it)
     received: int | None = None  # receiver's clock at arrival, ns, same time base as stamp
 
     @property

@@ -34,7 +34,7 @@ def image_to_frame(msg, camera: str, arrival: float | None = None, max_pixels: i
     pixels, order = image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data,
                                     max_pixels)
     return Frame(pixels, order, stamp_to_ns(msg.header.stamp), msg.header.frame_id, camera, arrival,
-                 (time.perf_counter() - t0) * 1e3, msg)
+                 (time.perf_counter() - t0) * 1e3)
 
 
 def compressed_to_frame(msg, camera: str, arrival: float | None = None,
@@ -44,7 +44,7 @@ def compressed_to_frame(msg, camera: str, arrival: float | None = None,
     t0 = time.perf_counter()
     pixels, order = compressed_to_pixels(msg.format, msg.data, max_pixels)
     return Frame(pixels, order, stamp_to_ns(msg.header.stamp), msg.header.frame_id, camera, arrival,
-                 (time.perf_counter() - t0) * 1e3, msg)
+                 (time.perf_counter() - t0) * 1e3)
 
 
 def is_compressed_topic(topic: str) -> bool:
@@ -52,12 +52,9 @@ def is_compressed_topic(topic: str) -> bool:
 
 
 def header_of(frame: Frame):
-    """The source image's header (stamp, frame_id)."""
+    """The source image's header (stamp, exact to the nanosecond, and frame_id)."""
     from std_msgs.msg import Header
 
-    src = getattr(frame.source, "header", None)
-    if src is not None:
-        return Header(stamp=src.stamp, frame_id=src.frame_id)
     return Header(stamp=ns_to_stamp(frame.stamp), frame_id=frame.frame_id)
 
 

@@ -1,64 +1,97 @@
-"""What the detection and segmentation nodes share: parameters, the model, a worker thread fed by a
-LatestSlot (one model call per batch, never in a subscription callback, never a queue), and the
-model's /diagnostics status."""
+"""What the detection and segmentation nodes share: parameters, the model (loaded in configure()),
+a worker thread fed by a LatestSlot (one model call per batch, never in a subscription callback,
+never a queue), a drawing thread for the rendered images, and the model's /diagnostics status."""
 from __future__ import annotations
 
 import threading
 import time
 from typing import Any, Callable, Sequence
 
+from perception_edge.backends import Backend
 from perception_edge.core.errors import ConfigError, PerceptionError
-from perception_edge.core.sync import NS_PER_S, Batch, LatestSlot
+from perception_edge.core.sync import NS_PER_S, Batch, Frame, LatestSlot
 from perception_edge.nodes import diagnostics as diag
-from perception_edge.nodes.camera_fusion import CameraFusion
-from perception_edge.nodes.parameters import add_dynamic_updates, declare_schema_parameters, resolved
+from perception_edge.nodes.fusion import CameraFusion
+from perception_edge.nodes.parameters import add_dynamic_updates, declare_parameters, resolve_path
+from perception_edge.nodes.runner import Managed
 from rclpy.node import Node
 
 STAGES = ("convert", "preprocess", "inference", "postprocess", "publish")
 ERROR_LOG_PERIOD = 10.0
 
 
-def backend_status(backend: Any) -> str:
-    """What the backend object says about itself: "building engine" (a TensorRT engine being built
-    in the background), "failed: <reason>", or "" when it is simply ready."""
-    if getattr(backend, "building", False):
+def backend_status(backend: Backend) -> str:
+    """What the backend says about itself: "building engine" (a TensorRT engine being built in the
+    background), "failed: <reason>", or "" when it is simply ready."""
+    if backend.building:
         return "building engine"
-    status = getattr(backend, "status", None)
-    if callable(status):
-        try:
-            status = status()
-        except Exception:
-            status = None
+    status = backend.status
     if not isinstance(status, str) or status.strip().lower() in ("", "ready", "ok"):
         return ""
     return status
 
 
-class ModelNode(Node):
+class Drawer:
+    """Renders and publishes images drawn over the frames (debug image, lane overlay) on a thread of
+    its own, fed by a depth-1 slot: the inference worker hands over (frame, result, header,
+    publisher) items and carries on; a set the drawer has not started yet is replaced."""
+
+    def __init__(self, name: str, render: Callable[[Frame, Any], Any], on_error: Callable[[BaseException], None]):
+        self.render, self.on_error = render, on_error
+        self.slot: LatestSlot[list[tuple[Frame, Any, Any, Any]]] = LatestSlot()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, items: list[tuple[Frame, Any, Any, Any]]) -> None:
+        if items:
+            self.slot.put(items)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        self.slot.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            items = self.slot.get(timeout=0.5)
+            for frame, result, header, pub in items or ():
+                try:
+                    pub.publish(self.render(frame, result, header))
+                except Exception as e:
+                    if self._stopping.is_set():
+                        return
+                    self.on_error(e)
+
+
+class ModelNode(Managed, Node):
     """Base of DetectionNode / SegmentationNode. Subclasses set `kind` and implement load_model,
-    setup_outputs, publish_results and (optionally) on_parameter."""
+    setup_outputs, publish_results (and render, on_parameter where they have them).
+
+    Life cycle: __init__ declares the parameters; configure() loads the model and creates the
+    publishers (the executables call it; an invalid or missing model fails there); start() starts
+    the worker and drawing threads (the runner); stop() ends them."""
 
     kind = "model"  # parameter prefix: "detection" or "segmentation"
     dynamic_parameters: Sequence[str] = ()
 
-    def __init__(self, node_name: str, internal_fusion: bool = False, warn_unknown: bool = True,
-                 concurrent_models: int = 1, **node_kwargs):
+    def __init__(self, node_name: str, internal_fusion: bool = False, **node_kwargs):
+        node_kwargs.pop("warn_unknown", None)  # no longer needed: each node declares what it uses
+        concurrent_models = node_kwargs.pop("concurrent_models", 1)
         super().__init__(node_name, **node_kwargs)
-        self.params = declare_schema_parameters(self, warn_unknown=warn_unknown)
-        self.concurrent_models = concurrent_models  # models of this process running at the same time
-        key = f"{self.kind}.model"
-        if not self.params[key]:
-            raise ConfigError(f"parameter {key} is empty: the {node_name} node needs a model")
-        model_params = resolved(self.params, key)
-        self.model_path = model_params[key]
-        self.model = self.load_model(model_params)
-        self.backend = self.model.backend
-        threads = getattr(self.backend, "num_threads", None)
-        self.get_logger().info(
-            f"{self.kind} model {self.model_path} on {getattr(self.backend, 'name', '?')} "
-            f"(input {self.model.input_hw[0]}x{self.model.input_hw[1]}"
-            + (f", {threads or 'default'} thread(s)" if threads is not None else "") + ")")
-        self.cameras: list[str] = list(self.params["cameras"])
+        self.internal_fusion = internal_fusion
+        self.cfg = declare_parameters(self, self.kind, *(("fusion",) if internal_fusion else ()))
+        self.params = self.cfg.values()  # the same, by dotted name
+        self.model_key = f"{self.kind}.model"
+        self.enabled = bool(self.params[self.model_key])  # a model is set
+        self.concurrent_models = concurrent_models
+        self.model: Any = None
+        self.backend: Backend | None = None
+        self.model_path = ""
+        self.cameras: list[str] = list(self.cfg.cameras)
 
         self.slot: LatestSlot[Batch] = LatestSlot()
         self.times = diag.StageTimes()
@@ -81,43 +114,83 @@ class ModelNode(Node):
         self._ok_after_error = True
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.drawer = Drawer(f"{node_name}-drawing", self.render, self._draw_failed)
+        self.fusion: CameraFusion | None = None
+        self.diagnostics: diag.DiagnosticsPublisher | None = None
+        add_dynamic_updates(self, self._on_parameter, self.dynamic_parameters)
 
+    def configure(self, concurrent_models: int | None = None) -> None:
+        """Load the model (its path resolved: current directory, then the package share) and create
+        the outputs, the diagnostics and, standalone, the camera input. Raises ConfigError /
+        ModelError (one line) for an empty, missing or unreadable model."""
+        if concurrent_models is not None:
+            self.concurrent_models = concurrent_models
+        if not self.enabled:
+            raise ConfigError(f"parameter {self.model_key} is empty: the {self.get_name()} node needs a model")
+        changes = {self.model_key: resolve_path(self.params[self.model_key], f"{self.kind} model")}
+        if self.kind == "detection" and self.cfg.detection.labels:
+            changes["detection.labels"] = resolve_path(self.cfg.detection.labels, "labels", ConfigError)
+        self.cfg = self.cfg.replace(**changes)
+        self.model_path = changes[self.model_key]
+        self.model = self.load_model(self.cfg)
+        self.backend = self.model.backend
+        threads = self.backend.num_threads
+        self.get_logger().info(
+            f"{self.kind} model {self.model_path} on {self.backend.name} "
+            f"(input {self.model.input_hw[0]}x{self.model.input_hw[1]}"
+            + (f", {threads or 'default'} thread(s)" if threads is not None else "") + ")")
         self.setup_outputs()
-        period = self.params["diagnostics_period"]
+        period = self.cfg.diagnostics_period
         self.diagnostics = diag.DiagnosticsPublisher(self, period)
         self.diagnostics.add(self.model_statuses)
-        self.fusion: CameraFusion | None = None
-        if internal_fusion:  # standalone: this node subscribes to the cameras itself
-            self.fusion = CameraFusion(self, self.params)
+        if self.internal_fusion:  # standalone: this node subscribes to the cameras itself
+            self.fusion = CameraFusion(self, self.cfg)
             self.fusion.add_consumer(self.submit)
             self.input_activity = self.fusion.activity
             self.diagnostics.add(lambda: self.fusion.statuses(period))
-        add_dynamic_updates(self, self.on_parameter, self.dynamic_parameters)
 
     # -- subclass hooks ---------------------------------------------------------------------------
-    def load_model(self, params: dict[str, Any]):
+    def load_model(self, cfg):
         raise NotImplementedError
 
     def setup_outputs(self) -> None:
         raise NotImplementedError
 
-    def publish_results(self, batch: Batch, results: list[Any]) -> None:
+    def publish_results(self, batch: Batch, results: list[Any]) -> list[tuple[Frame, Any, Any, Any]]:
+        """Publish the results of a batch; returns what the drawing thread is to render:
+        (frame, result, header, publisher) for each drawn image someone subscribes to."""
+        raise NotImplementedError
+
+    def render(self, frame: Frame, result: Any, header: Any) -> Any:
+        """The drawn image message of one frame (drawing thread)."""
         raise NotImplementedError
 
     def on_parameter(self, name: str, value: Any) -> None:
         pass
 
+    def _on_parameter(self, name: str, value: Any) -> None:
+        self.cfg = self.cfg.replace(**{name: value})  # what configure() loads with, if not done yet
+        self.params[name] = value
+        if self.model is not None:
+            self.on_parameter(name, value)
+
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{self.get_name()}: configure() (load the model) before start()")
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=f"{self.get_name()}-worker", daemon=True)
             self._thread.start()
+            self.drawer.start()
+            if self.fusion is not None:
+                self.fusion.start()  # the camera subscriptions, last
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self.slot.close()
         if self.fusion is not None:
             self.fusion.close()
+        self.drawer.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -140,16 +213,14 @@ class ModelNode(Node):
 
     def process(self, batch: Batch) -> None:
         """Run the model once over the batch and publish the results (worker thread)."""
-        if getattr(self.backend, "building", False):
+        if self.backend.building:
             self.skipped += len(batch)  # the engine is being built: reported as such, not as errors
             return
         try:
-            calls_before = self.model.inference_calls
             results = self.model(batch.images())
-            calls = self.model.inference_calls - calls_before
-            timings = dict(self.model.timings)
+            timings = dict(results.timings)
             t0 = time.perf_counter()
-            self.publish_results(batch, results)
+            self.drawer.put(self.publish_results(batch, results))
             timings["publish"] = (time.perf_counter() - t0) * 1e3
         except Exception as e:
             if self._stopping.is_set() or not self.context.ok():
@@ -165,12 +236,19 @@ class ModelNode(Node):
         self.batches += 1
         self.frames += len(batch)
         self.last_batch_size = len(batch)
-        self.last_calls_per_batch = calls
+        self.last_calls_per_batch = results.calls
         self.out_rate.tick()
         self.last_batch_time = time.monotonic()
         if not self._ok_after_error:
             self._ok_after_error = True
             self.get_logger().info(f"{self.kind} model running again")
+
+    def _draw_failed(self, e: BaseException) -> None:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_PERIOD:
+            self._last_error_log = now
+            self.get_logger().error(f"drawing failed: {type(e).__name__}: {text}")
 
     def _failed(self, e: BaseException) -> None:
         self.errors += 1
@@ -208,11 +286,13 @@ class ModelNode(Node):
         return diag.WARN, f"no batch processed for {quiet:.1f} s although batches form"
 
     def model_statuses(self) -> list[Any]:
+        if self.model is None:
+            return []
         med = self.times.medians()
         e2e = self.e2e.medians().get("end_to_end")
         values: dict[str, Any] = {
             "model": self.model_path,
-            "backend": getattr(self.backend, "name", "?"),
+            "backend": self.backend.name,
             "output_rate_hz": self.out_rate.rate(),
             "batches": self.batches,
             "frames": self.frames,
@@ -228,7 +308,7 @@ class ModelNode(Node):
         values["end_to_end_ms"] = e2e if e2e is not None else float("nan")
         values["skipped_frames"] = self.skipped
         status = backend_status(self.backend)
-        recent_error = time.monotonic() - self.last_error_time <= 2 * max(1.0, self.params["diagnostics_period"])
+        recent_error = time.monotonic() - self.last_error_time <= 2 * max(1.0, self.cfg.diagnostics_period)
         if status.startswith("failed"):
             level, message = diag.ERROR, f"engine {status}"
         elif status:

@@ -1,27 +1,47 @@
 """ROS parameters generated from the one schema (perception_edge.config.PARAMETERS).
 
-Every node declares every schema parameter with a ParameterDescriptor (type, description, range,
-read_only), so one params file (``/**: ros__parameters:``) configures the container and the
-standalone nodes alike. Values are checked by config.validate; the thresholds that are not
-read-only can be changed at run time (``ros2 param set``), checked by the same schema.
+Each node declares the schema parameters it uses (GROUPS: fusion, detection, segmentation) with a
+ParameterDescriptor (type, description, range, read_only), so one params file (``/**:
+ros__parameters:``) configures the container and the standalone nodes alike; schema names a node
+does not use are left to the nodes that do, names outside the schema are reported once. Values are
+checked by config.validate; the parameters that are not read-only can be changed at run time
+(``ros2 param set``), checked by the same schema (validate in the on-set callback, then apply).
 
-Also here: model path resolution and the shared ``main()`` runner that turns configuration and
-model errors into one FATAL line and exit code 2.
+Also here: model path resolution (current directory, then the package's share directory).
 """
 from __future__ import annotations
 
+import fnmatch
 import os
-import sys
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from perception_edge import config
-from perception_edge.core.errors import ConfigError, ModelError, PerceptionError
+from perception_edge.core.deprecation import moved_names
+from perception_edge.core.errors import ConfigError, ModelError
+from perception_edge.nodes.topics import camera_namespace, check_cameras, output_topic
 
-EXIT_CONFIG = 2
 PACKAGE = "perception_edge"
 # parameters every rclpy node may have besides the schema's
 ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides")
+
+# Which schema parameters each part of a node uses (patterns over the dotted names). The container's
+# camera_fusion node declares "fusion"; its detection / segmentation nodes their own group; a
+# standalone model node (its own camera input) both.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "fusion": ("cameras", "input_qos", "sync.*", "limits.max_image_pixels", "diagnostics_period"),
+    "model": ("cameras", "backend", "num_threads", "engine.*", "onnxruntime.*", "limits.preprocess_cache",
+              "diagnostics_period"),
+    "detection": ("detection.*", "debug_image"),
+    "segmentation": ("segmentation.*", "detection.input_size"),  # 0: the detection input size
+}
+
+
+def group_names(*groups: str) -> list[str]:
+    """Schema names of the given groups, in schema order ("detection" and "segmentation" include "model")."""
+    patterns = [pat for g in groups for pat in GROUPS[g] + (GROUPS["model"] if g in ("detection", "segmentation")
+                                                                else ())]
+    return [p.name for p in config.PARAMETERS if any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns)]
 
 
 # -- descriptors -------------------------------------------------------------------------------------
@@ -70,17 +90,19 @@ def _overrides(node) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _coerce_overrides(node) -> None:
-    """Check the overrides of schema parameters against the schema before rclpy sees them, so that
-    an invalid value fails with the schema's message, and an integer given for a float parameter
-    (YAML `1` for `1.0`) is accepted as the float it means."""
+def _coerce_overrides(node, names: Iterable[str]) -> None:
+    """Check the overrides of the given schema parameters against the schema before rclpy sees them,
+    so that an invalid value fails with the schema's message, an integer given for a float parameter
+    (YAML `1` for `1.0`) is accepted as the float it means, and one camera given as a string
+    (cameras:=/one/topic) as a list of one."""
     from rclpy.parameter import Parameter
 
     overrides = _overrides(node)
-    for name, p in list(overrides.items()):
-        param = config.BY_NAME.get(name)
-        if param is None:
+    for name in names:
+        p = overrides.get(name)
+        if p is None:
             continue
+        param = config.BY_NAME[name]
         value = p.value
         if param.type is list and isinstance(value, (list, tuple)) and len(value) == 0:
             raise ConfigError(f"parameter {name}: needs at least one entry")
@@ -96,69 +118,44 @@ def unknown_overrides(node) -> list[str]:
                   if n not in config.BY_NAME and n.split(".", 1)[0] not in ROS_BUILTIN_PARAMETERS)
 
 
-def declare_schema_parameters(node, warn_unknown: bool = True) -> dict[str, Any]:
-    """Declare every schema parameter on the node and return the validated values.
+_reported_unknown: set[str] = set()  # per process: the container's nodes share one params file
+_reported_lock = threading.Lock()
+
+
+def declare_schema_parameters(node, names: Sequence[str] | None = None, warn_unknown: bool = True) -> dict[str, Any]:
+    """Declare the given schema parameters (default: all) on the node and return every schema value
+    (validated; the schema's defaults for the ones not declared here).
 
     Raises ConfigError (one line, naming the parameter) on any invalid value."""
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
-    _coerce_overrides(node)
-    for param in config.PARAMETERS:
+    names = [p.name for p in config.PARAMETERS] if names is None else list(names)
+    _coerce_overrides(node, names)
+    for name in names:
+        param = config.BY_NAME[name]
         default = list(param.default) if param.type is list else param.default
         try:
-            node.declare_parameter(param.name, default, descriptor_for(param))
+            node.declare_parameter(name, default, descriptor_for(param))
         except (InvalidParameterTypeException, InvalidParameterValueException, TypeError, ValueError) as e:
-            value = _overrides(node).get(param.name)
+            value = _overrides(node).get(name)
             shown = repr(value.value) if value is not None else "?"
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"parameter {param.name}: invalid value {shown} ({first})") from None
+            raise ConfigError(f"parameter {name}: invalid value {shown} ({first})") from None
     if warn_unknown:
-        for name in unknown_overrides(node):
+        with _reported_lock:
+            new = [n for n in unknown_overrides(node) if n not in _reported_unknown]
+            _reported_unknown.update(new)
+        for name in new:
             node.get_logger().warn(f"ignoring unknown parameter {name!r} (not in the perception_edge schema)")
-    values = {p.name: node.get_parameter(p.name).value for p in config.PARAMETERS}
-    values = config.validate(values)
-    check_cameras(values["cameras"])
+    values = config.validate({n: node.get_parameter(n).value for n in names})
+    if "cameras" in names:
+        check_cameras(values["cameras"])
     return values
 
 
-def check_cameras(cameras: Sequence[str]) -> None:
-    """Camera topics: at least one, valid names, distinct output namespaces."""
-    from rclpy.exceptions import InvalidTopicNameException
-    from rclpy.validate_topic_name import validate_topic_name
-
-    if not cameras:
-        raise ConfigError("parameter cameras: needs at least one image topic")
-    seen: dict[str, str] = {}
-    for topic in cameras:
-        try:
-            validate_topic_name(topic)
-        except InvalidTopicNameException as e:
-            raise ConfigError(f"parameter cameras: {topic!r} is not a valid topic name "
-                              f"({str(e).splitlines()[0]})") from None
-        ns = camera_namespace(topic)
-        if ns in seen:
-            raise ConfigError(f"parameter cameras: {seen[ns]!r} and {topic!r} share the output namespace "
-                              f"{ns or '/'!r}; give each camera its own namespace")
-        seen[ns] = topic
-
-
-def camera_namespace(topic: str) -> str:
-    """Where a camera's outputs go: the image topic's parent namespace.
-
-    /cam_front/image_raw -> /cam_front; /carla/hero/front/image -> /carla/hero/front;
-    /cam/image_raw/compressed -> /cam; /image -> "" (the root)."""
-    t = topic.rstrip("/")
-    if t.endswith("/compressed"):
-        t = t[: -len("/compressed")]
-    return t.rsplit("/", 1)[0] if "/" in t else ""
-
-
-def output_topic(camera: str, name: str) -> str:
-    """<camera ns>/<name>; relative camera topics give relative outputs (resolved in the node's namespace)."""
-    ns = camera_namespace(camera)
-    if ns:
-        return f"{ns}/{name}"
-    return f"/{name}" if camera.startswith("/") else name
+def declare_parameters(node, *groups: str) -> config.Sections:
+    """Declare the parameters of the given groups (GROUPS) and return the configuration, typed."""
+    return config.Sections.from_values(declare_schema_parameters(node, group_names(*groups)), validated=True)
 
 
 def add_dynamic_updates(node, apply: Callable[[str, Any], None], names: Sequence[str] | None = None) -> None:
@@ -234,139 +231,8 @@ def resolved(values: Mapping[str, Any], model_key: str) -> dict[str, Any]:
     return out
 
 
-# -- main() runner -------------------------------------------------------------------------------------
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _spin(executor) -> None:
-    try:
-        from rclpy.executors import ExternalShutdownException
-    except ImportError:  # pragma: no cover
-        ExternalShutdownException = RuntimeError  # noqa: N806
-    try:
-        executor.spin()
-    except (ExternalShutdownException, KeyboardInterrupt):
-        pass
-    except Exception as e:
-        if executor.context.ok():  # not just the context going away during shutdown
-            import rclpy.logging
-
-            rclpy.logging.get_logger("perception_edge").error(
-                f"executor thread stopped: {type(e).__name__}: {_first_line(e)}")
-
-
-def run_main(prog: str, build: Callable[[list[Any]], None], argv: Sequence[str] | None = None,
-             multi_threaded: bool = True, num_threads: int = 4) -> int:
-    """rclpy.init with argv (--ros-args ...), build the nodes (build appends them to the list as it
-    creates them), spin them until Ctrl-C / SIGTERM: on a MultiThreadedExecutor (or a
-    SingleThreadedExecutor with multi_threaded=False), nodes marked `own_executor` on their own.
-
-    Invalid parameters or a missing/corrupt model: one FATAL line, exit code 2, no traceback (set
-    PERCEPTION_EDGE_DEBUG=1 for it)."""
-    import rclpy
-    import rclpy.logging
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-
-    try:
-        from rclpy.executors import ExternalShutdownException
-    except ImportError:  # very old rclpy
-        class ExternalShutdownException(Exception):  # type: ignore[no-redef]
-            pass
-
-    from perception_edge.nodes.allocator import keep_frame_buffers
-
-    keep_frame_buffers()  # before the first frame arrives: no page faults per received frame
-    debug = os.environ.get("PERCEPTION_EDGE_DEBUG", "") not in ("", "0")
-    args = list(sys.argv if argv is None else argv)  # rcl ignores the non-ROS ones (program name)
-    try:
-        rclpy.init(args=args)
-    except Exception as e:  # bad --ros-args, unreadable params file, ...
-        if debug:
-            raise
-        print(f"{prog}: error: cannot start ROS: {_first_line(e)}", file=sys.stderr, flush=True)
-        return EXIT_CONFIG
-
-    logger = rclpy.logging.get_logger(prog)
-    nodes: list[Any] = []
-    code = 0
-    executor = None
-    executors: list[Any] = []
-    threads: list[threading.Thread] = []
-    try:
-        try:
-            build(nodes)
-        except PerceptionError as e:
-            if debug:
-                raise
-            kind = "invalid parameter" if isinstance(e, ConfigError) else "model error"
-            logger.fatal(f"{kind}: {_first_line(e)}")
-            return EXIT_CONFIG
-        except (KeyboardInterrupt, ExternalShutdownException):
-            return 0
-        except Exception as e:
-            if debug:
-                raise
-            logger.fatal(f"start-up failed: {type(e).__name__}: {_first_line(e)}")
-            return EXIT_CONFIG
-        # Nodes marked `own_executor` (the container's camera_fusion node: the camera callbacks) spin
-        # on a SingleThreadedExecutor in a thread of their own: rclpy's MultiThreadedExecutor adds
-        # 10-20 ms between a message's arrival and its callback (measured with bench-ros), while
-        # everything these callbacks do is cheap (views, sync, a non-blocking handoff). The models
-        # run on the model nodes' own worker threads in any case.
-        own = [n for n in nodes if getattr(n, "own_executor", False)]
-        shared = [n for n in nodes if n not in own]
-        for node in own:
-            ex = SingleThreadedExecutor()
-            ex.add_node(node)
-            executors.append(ex)
-            threads.append(threading.Thread(target=_spin, args=(ex,), name=f"{node.get_name()}-executor",
-                                            daemon=True))
-        if shared:
-            executor = (MultiThreadedExecutor(num_threads=max(2, num_threads)) if multi_threaded
-                        else SingleThreadedExecutor())
-            executors.append(executor)
-            for node in shared:
-                executor.add_node(node)
-        for node in nodes:
-            start = getattr(node, "start", None)
-            if callable(start):
-                start()
-        for t in threads:
-            t.start()
-        logger.info(f"running: {', '.join(n.get_name() for n in nodes)}")
-        try:
-            if executor is not None:
-                executor.spin()
-            else:
-                while any(t.is_alive() for t in threads):
-                    threads[0].join(0.2)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        return code
-    finally:
-        for node in reversed(nodes):
-            stop = getattr(node, "stop", None)
-            try:
-                if callable(stop):
-                    stop()
-            except Exception:
-                pass
-        for ex in executors:
-            try:
-                ex.shutdown(timeout_sec=1.0)
-            except Exception:
-                pass
-        for t in threads:
-            t.join(2.0)
-        for node in reversed(nodes):
-            try:
-                node.destroy_node()
-            except Exception:
-                pass
-        try:
-            rclpy.try_shutdown()
-        except Exception:
-            pass
+__all__ = ["GROUPS", "group_names", "descriptor_for", "descriptors", "declare_schema_parameters",
+           "declare_parameters", "add_dynamic_updates", "resolve_path", "resolved", "package_share_dir",
+           "camera_namespace", "output_topic", "check_cameras"]  # the topic names live in nodes.topics
+__getattr__ = moved_names(__name__, {"run_main": "perception_edge.nodes.runner",
+                                     "EXIT_CONFIG": "perception_edge.nodes.runner"})

@@ -2,11 +2,12 @@
 or an .onnx model's cached engine, built in the background on request (EngineBuildInProgress)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
@@ -115,22 +116,12 @@ class EngineBuildInProgress(Backend):
             self._backend.close()
 
 
-ENGINE_DEFAULTS: dict[str, Any] = {"precision": "fp16", "cache_dir": "", "auto_build": False, "workspace_mb": 1024,
-                                   "dla_core": -1, "max_batch": 4, "check_sidecar": True, "timing_cache": "",
-                                   "input_size": None}
-
-
-def _options(engine_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    opts = dict(ENGINE_DEFAULTS)
-    opts.update({k: v for k, v in (engine_options or {}).items() if v is not None})
-    return opts
-
-
-def create_tensorrt_backend(path: str, engine_options: Mapping[str, Any] | None = None) -> Backend:
+def create_tensorrt_backend(path: str, engine: Any, input_size: int | None = None, timing_cache: str = "") -> Backend:
     """A .engine/.plan file: its sidecar checked against this TensorRT and GPU, then loaded. An .onnx
     model: its cached engine; if there is none, a background build (engine.auto_build) or a ModelError
-    with the build-engine command that makes it."""
-    opts = _options(engine_options)
+    with the build-engine command that makes it. engine: the engine.* settings, a
+    perception_edge.config.EngineSection (create_backend fills in the schema's defaults)."""
+    opts = {**dataclasses.asdict(engine), "input_size": input_size, "timing_cache": timing_cache}
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in ENGINE_SUFFIXES + (".onnx",):
@@ -190,4 +181,4 @@ def _backend_for_onnx(p: Path, opts: dict[str, Any], cuda, identity: RuntimeIden
     return EngineBuildInProgress(str(p), onnx, settings, str(engine_path), build, load)
 
 
-__all__ = ["EngineBuildInProgress", "create_tensorrt_backend", "ENGINE_DEFAULTS"]
+__all__ = ["EngineBuildInProgress", "create_tensorrt_backend"]
