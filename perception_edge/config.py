@@ -409,6 +409,15 @@ def _yaml_value(v: Any) -> str:
     return repr(v)
 
 
+def write_ros_params(path, values: Mapping[str, Any]):
+    """A ROS params file giving every node (`/**`) these values (dotted names); returns the path."""
+    import yaml
+
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"/**": {"ros__parameters": dict(values)}}, f)
+    return path
+
+
 def params_file(values: Mapping[str, Any] | None = None) -> str:
     """config/perception.yaml: every schema parameter with its description as a comment (plus
     '(dynamic)' and, where the file's value is not the default, the default)."""

@@ -138,15 +138,12 @@ class Collector:
 
 
 def write_params(path: Path, cameras: list[str], det_model: str, seg_model: str, base: str | None) -> Path:
-    import yaml
-
     from perception_edge import config
 
     values = config.load_file(base) if base else config.defaults()
     values.update({"cameras": cameras, "detection.model": det_model, "segmentation.model": seg_model,
                    "input_qos": "reliable", "debug_image": False})
-    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
-    return path
+    return config.write_ros_params(path, values)
 
 
 def run(steps: list[Step], det_model: str, seg_model: str, out: Path, rate: float, timeout: float,

@@ -114,7 +114,7 @@ def stamp_of_cdr(data: bytes) -> int:
 def run(cameras: int, rate: float, seconds: float, num_threads: int, log_dir: Path,
         overrides: dict | None = None) -> dict:
     import rclpy
-    import yaml
+    from perception_edge import config
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -132,7 +132,7 @@ def run(cameras: int, rate: float, seconds: float, num_threads: int, log_dir: Pa
               "segmentation.model": str(REPO / "models" / "lane_unet.onnx"), "num_threads": num_threads,
               "debug_image": False, "diagnostics_period": 1.0, **(overrides or {})}
     params_file = log_dir / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    config.write_ros_params(params_file, params)
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)

@@ -105,7 +105,7 @@ def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, wa
     """Per iteration: one raw backend.run in this process, then one frame through the container;
     then the same frames through the echo process (the middleware floor)."""
     import rclpy
-    import yaml
+    from perception_edge import config
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -124,7 +124,7 @@ def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, wa
               "diagnostics_period": 1.0}
     tmp = tempfile.mkdtemp(prefix="bench_ros_")
     params_file = Path(tmp) / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    config.write_ros_params(params_file, params)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("bench_ros", context=ctx)
