@@ -135,6 +135,30 @@ PARAMETERS: list[Param] = [
           "detection, extended for segmentation (whose full-resolution feature maps make the layout "
           "transformations cost 1.7x the working memory for 12% of speed with the bundled U-Net).",
           choices=("auto", "all", "extended", "basic")),
+    # camera sources read in this process (nodes/camera_source.py, sources/): `sources` with parallel
+    # arrays, one entry per source or none at all ("" in an entry: that source's default)
+    Param("sources", list, [], "Cameras read in this process instead of subscribed topics: file:///video.mp4 "
+          "(MP4/MKV/AVI, H.264/H.265/MJPEG), rtsp://host/path (#h265 for H.265), v4l2:///dev/videoN (#mjpeg "
+          "for MJPEG), csi://N (Jetson CSI), gst:<pipeline ending in an appsink>, opencv:<VideoCapture "
+          "target>, or an image folder / GIF. Each publishes <name>/image_raw and <name>/camera_info; in "
+          "perception_container its frames go to the models in-process and need no `cameras` entry."),
+    Param("source_names", list, [], "Camera namespace of each source (cam_front -> /cam_front/image_raw, "
+          "/cam_front/detections); empty: cam0, cam1, ..."),
+    Param("source.frame_ids", list, [], "frame_id of each source's images; empty or '': <name>_optical_frame."),
+    Param("source.fps", list, [], "Frame rate of each source as a string ('30'; '' or '0': the source's own): "
+          "asked of V4L2/CSI cameras, a rate limit for the others."),
+    Param("source.sizes", list, [], "Image size of each source, WIDTHxHEIGHT ('1280x720'; '': the source's "
+          "own): asked of V4L2/CSI cameras, scaled for the others (nvvidconv on Jetson)."),
+    Param("source.camera_info_urls", list, [], "Calibration of each source (camera_calibration_parsers YAML, a "
+          "path or file:// URL) published on <name>/camera_info; '': an uncalibrated CameraInfo (size only)."),
+    Param("source.backend", str, "auto", "Reader: auto (GStreamer when its Python bindings are installed, "
+          "else OpenCV), gstreamer or opencv.", choices=("auto", "gstreamer", "opencv")),
+    Param("source.latency_ms", int, 200, "RTSP jitter buffer (rtspsrc latency), ms.", range=(0, 10000)),
+    Param("source.loop", bool, False, "Play files, folders and GIFs again from the start when they end."),
+    Param("source.reconnect_max_s", float, 10.0, "A live source (RTSP, V4L2, CSI) that fails or ends is "
+          "reopened after 0.5 s, then twice as long each time up to this many seconds.", range=(0.5, 600.0)),
+    Param("source.publish_always", bool, False, "Publish <name>/image_raw for every frame (for recording); "
+          "false: only while someone subscribes (the models get the frames in-process either way)."),
 ]
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
@@ -207,9 +231,22 @@ class OnnxRuntimeSection:
         return Sections.defaults().onnxruntime
 
 
+@dataclass(frozen=True)
+class SourceSection:
+    frame_ids: list[str]
+    fps: list[str]
+    sizes: list[str]
+    camera_info_urls: list[str]
+    backend: str
+    latency_ms: int
+    loop: bool
+    reconnect_max_s: float
+    publish_always: bool
+
+
 SECTION_TYPES: dict[str, type] = {"detection": DetectionSection, "segmentation": SegmentationSection,
                                   "sync": SyncSection, "engine": EngineSection, "limits": LimitsSection,
-                                  "onnxruntime": OnnxRuntimeSection}
+                                  "onnxruntime": OnnxRuntimeSection, "source": SourceSection}
 
 
 @dataclass(frozen=True)
@@ -228,6 +265,9 @@ class Sections:
     engine: EngineSection
     limits: LimitsSection
     onnxruntime: OnnxRuntimeSection
+    sources: list[str]
+    source_names: list[str]
+    source: SourceSection
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], validated: bool = False) -> Sections:

@@ -5,7 +5,8 @@ between files, and imports that point one way through the layers (docs in README
     tools       perception_edge.tools: deprecated aliases of old paths (cli layer); only tools imports tools
     apps        evaluation -> pipeline, backends, data, core; replay -> nodes, config, data, core;
                 engine_request -> backends, config, data, core; model_cache -> models, data, core
-    nodes       nodes -> pipeline, backends, config, core
+    nodes       nodes -> pipeline, backends, sources, config, core
+    sources     sources -> data, config, core (camera / stream / file readers: GStreamer, OpenCV; no ROS)
     pipeline    pipeline -> backends, config, core
     training    training -> models, data, core
     backends    backends -> config, core; backends/tensorrt -> core and backends.base only
@@ -41,9 +42,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (f"{PKG}.config", (f"{PKG}.core",)),
     (f"{PKG}.data", (f"{PKG}.core",)),
     (f"{PKG}.models", (f"{PKG}.core",)),
+    (f"{PKG}.sources", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data")),  # cameras, streams, files (ROS-free)
     (f"{PKG}.training", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
     (f"{PKG}.pipeline", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.config")),
-    (f"{PKG}.nodes", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.config")),
+    (f"{PKG}.nodes", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.config", f"{PKG}.sources")),
     # library modules the commands share (one concern each, above the nodes / pipeline)
     (f"{PKG}.evaluation", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.data")),
     (f"{PKG}.replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.nodes")),

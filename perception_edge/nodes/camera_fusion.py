@@ -26,11 +26,14 @@ class CameraFusionNode(Managed, Node):
     """The `camera_fusion` node: CameraFusion + /diagnostics, and with republish=True (the
     standalone executable) each synchronized frame on <camera ns>/synced/image."""
 
-    def __init__(self, republish: bool = False, node_name: str = "camera_fusion", **node_kwargs):
+    def __init__(self, republish: bool = False, node_name: str = "camera_fusion", local_cameras=(),
+                 **node_kwargs):
+        """local_cameras: cameras fed in-process (feed), e.g. the camera_source node's topics."""
         node_kwargs.pop("warn_unknown", None)  # no longer needed: each node declares what it uses
         super().__init__(node_name, **node_kwargs)
         self.cfg = declare_parameters(self, "fusion")
-        self.fusion = CameraFusion(self, self.cfg, keep_messages=4 if republish else 0)
+        self.fusion = CameraFusion(self, self.cfg, keep_messages=4 if republish else 0,
+                                   local_cameras=local_cameras)
         period = self.cfg.diagnostics_period
         self.diagnostics = diag.DiagnosticsPublisher(self, period)
         self.diagnostics.add(lambda: self.fusion.statuses(period))
@@ -40,6 +43,10 @@ class CameraFusionNode(Managed, Node):
 
     def add_consumer(self, fn: Callable[[Batch], None]) -> None:
         self.fusion.add_consumer(fn)
+
+    def feed(self, frame) -> None:
+        """A frame of an in-process camera (the camera_source node's consumer)."""
+        self.fusion.feed(frame)
 
     def start(self) -> None:
         self.fusion.start()

@@ -12,7 +12,7 @@ import collections
 import functools
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from perception_edge import config
 from perception_edge.core.errors import PerceptionError
@@ -113,9 +113,13 @@ class CameraFusion:
     """
 
     def __init__(self, node, cfg: config.Sections, clock: Callable[[], float] = time.monotonic,
-                 keep_messages: int = 0):
+                 keep_messages: int = 0, local_cameras: Sequence[str] = ()):
         self.node = node
-        self.cameras: list[str] = list(cfg.cameras)
+        # local_cameras: fed in-process (feed(frame), from the camera_source node), not subscribed;
+        # next to them, the `cameras` topics, unless `cameras` is left at its default
+        self.local: set[str] = set(local_cameras)
+        topics = [] if local_cameras and list(cfg.cameras) == config.BY_NAME["cameras"].default else list(cfg.cameras)
+        self.cameras: list[str] = list(local_cameras) + [c for c in topics if c not in self.local]
         self.qos_name = cfg.input_qos
         self.max_pixels = int(cfg.limits.max_image_pixels)
         self.sync = FrameSync(self.cameras, cfg.sync.slop, cfg.sync.stale_timeout, clock=clock)
@@ -145,7 +149,7 @@ class CameraFusion:
             return
         node, cfg = self.node, self._cfg
         qos = input_qos_profile(self.qos_name)
-        for cam in self.cameras:
+        for cam in [c for c in self.cameras if c not in self.local]:
             st = self._state[cam]
             lost = functools.partial(self._on_message_lost, cam)
             events = SubscriptionEventCallbacks(incompatible_qos=functools.partial(self._on_incompatible_qos, cam),
@@ -165,8 +169,9 @@ class CameraFusion:
         # a silent camera must release the others even when no message arrives to trigger a check
         period = max(0.01, min(0.1, cfg.sync.stale_timeout / 2))
         self.poll_timer = node.create_timer(period, self.poll, callback_group=MutuallyExclusiveCallbackGroup())
+        local = f" (in-process: {', '.join(sorted(self.local))})" if self.local else ""
         node.get_logger().info(
-            f"cameras: {', '.join(self.cameras)} (QoS {self.qos_name}, slop {cfg.sync.slop} s, "
+            f"cameras: {', '.join(self.cameras)}{local} (QoS {self.qos_name}, slop {cfg.sync.slop} s, "
             f"stale after {cfg.sync.stale_timeout} s; lost messages counted from "
             f"{'publisher sequence numbers' if self.with_info else 'lost-sample events'})")
 
@@ -215,13 +220,29 @@ class CameraFusion:
         except Exception as e:  # anything else a malformed message can provoke
             self._bad_message(camera, f"{type(e).__name__}: {e}")
             return
-        st = self._state[camera]
         if self._keep:
             with self._lock:
                 kept = self._messages[camera]
                 kept[frame.stamp] = msg
                 while len(kept) > self._keep:
                     kept.popitem(last=False)
+        self._accept(camera, frame, getattr(msg, "encoding", None) or getattr(msg, "format", ""))
+
+    def feed(self, frame: Frame) -> None:
+        """A frame of an in-process camera (local_cameras; frame.camera names it): the same path as a
+        received message from here on, without a message. Called in the source's capture thread."""
+        camera = frame.camera
+        st = self._state.get(camera)
+        if st is None or camera not in self.local:
+            return
+        arrival = self._clock()
+        with self._lock:
+            st.messages += 1
+            st.last_message = arrival
+        self._accept(camera, frame, "in-process " + frame.order)
+
+    def _accept(self, camera: str, frame: Frame, encoding: str) -> None:
+        st = self._state[camera]
         now_ns = self.node.get_clock().now().nanoseconds
         frame.received = now_ns
         age_ns = now_ns - frame.stamp
@@ -229,7 +250,7 @@ class CameraFusion:
             st.latency.add("input", age_ns / 1e6)
         st.rate.tick()
         st.size = f"{frame.width}x{frame.height}"
-        st.encoding = getattr(msg, "encoding", None) or getattr(msg, "format", "")
+        st.encoding = encoding
         try:
             batch = self.sync.add(frame)
         except Exception as e:  # a bug here must not take the camera's callback down

@@ -34,6 +34,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
               "diagnostics_period"),
     "detection": ("detection.*", "debug_image"),
     "segmentation": ("segmentation.*", "detection.input_size"),  # 0: the detection input size
+    "sources": ("sources", "source_names", "source.*", "limits.max_image_pixels", "diagnostics_period"),
 }
 
 
@@ -104,7 +105,10 @@ def _coerce_overrides(node, names: Iterable[str]) -> None:
             continue
         param = config.BY_NAME[name]
         value = p.value
-        if param.type is list and isinstance(value, (list, tuple)) and len(value) == 0:
+        if param.type is list and value is None:  # rcl reads `name: []` in a params file as "not set"
+            value = []
+            overrides[name] = Parameter(name, Parameter.Type.STRING_ARRAY, [])
+        if param.type is list and isinstance(value, (list, tuple)) and len(value) == 0 and param.default:
             raise ConfigError(f"parameter {name}: needs at least one entry")
         checked = param.validate(value)  # raises ConfigError with the schema's message
         if param.type is float and not isinstance(value, float):
