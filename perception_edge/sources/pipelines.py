@@ -2,7 +2,8 @@
 set of element factories present (no GStreamer import), so the Jetson strings are testable anywhere.
 
     file:///path/video.mp4[#h264|#h265|#mjpeg]   MP4/MOV (qtdemux), MKV/WebM (matroskademux), AVI (avidemux)
-    rtsp://host:port/path[#h264|#h265]          rtspsrc latency=<ms>, H.264 unless the fragment says H.265
+    rtsp://host:port/path[#h264|#h265][,udp]    rtspsrc latency=<ms>, H.264 unless the fragment says H.265;
+                                                RTP over the RTSP TCP connection unless it says udp
     v4l2:///dev/videoN[#yuyv|#mjpeg]            raw YUYV (default) or MJPEG from a V4L2 device
     csi://N                                     Jetson CSI camera N (nvarguscamerasrc ! nvvidconv)
     gst:<description ending in an appsink>      the user's own pipeline
@@ -33,6 +34,7 @@ PARSERS = {"h264": "h264parse", "h265": "h265parse", "mjpeg": "jpegparse"}
 DEPAYLOADERS = {"h264": "rtph264depay", "h265": "rtph265depay", "mjpeg": "rtpjpegdepay"}
 SOFTWARE_DECODERS = {"h264": "avdec_h264", "h265": "avdec_h265", "mjpeg": "jpegdec"}
 SCHEMES = ("file", "rtsp", "rtsps", "v4l2", "csi", "gst")
+TRANSPORTS = ("tcp", "udp")  # RTSP: tcp (default: interleaved, no lost fragments of large frames) or udp
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def _fraction(fps: float) -> str:
 
 
 def _codec(frag: str, given: str | None, default: str | None, uri: str) -> str | None:
-    codec = frag or given or default
+    named = [t for t in frag.split(",") if t and t not in TRANSPORTS]
+    codec = (named[0] if named else "") or given or default
     if codec in ("yuyv", "raw"):
         return "raw"
     if codec is not None and codec not in CODECS:
@@ -181,7 +184,8 @@ def build_pipeline(uri: str, factories: AbstractSet[str], options: PipelineOptio
             raise ConfigError(f"{uri}: RTSP streams are h264, h265 or mjpeg")
         decoder, hw = _decoder(codec, factories)
         _need(factories, uri, "rtspsrc", DEPAYLOADERS[codec], PARSERS[codec], decoder)
-        desc = (f"rtspsrc location={_quote(location)} latency={int(opts.latency_ms)} ! "
+        protocols = "udp" if "udp" in frag.split(",") else "tcp"
+        desc = (f"rtspsrc location={_quote(location)} latency={int(opts.latency_ms)} protocols={protocols} ! "
                 f"{DEPAYLOADERS[codec]} ! {PARSERS[codec]} ! {decoder} ! {_convert_tail(hw, opts, sync)}")
         return PipelineSpec(desc, "rtsp", live=True, hardware=hw, location=location)
     if scheme == "v4l2":
