@@ -170,16 +170,19 @@ class CameraSourceNode(Managed, Node):
             self._deliver(cam, captured)
 
     def _log_state(self, cam: _Camera, error: str = "") -> None:
+        """A failure is logged when it starts and then every LOG_PERIOD at most (a camera that stays
+        unreachable is retried every few seconds)."""
         status = cam.source.status() if cam.source is not None else None
         state = status.state if status is not None else "error"
         error = error or (status.last_error if status is not None else cam.error)
         now = time.monotonic()
-        if state != cam.last_state or (error and now - cam.last_logged >= LOG_PERIOD and state != "running"):
-            if state in ("error", "reconnecting") and error:
-                self.get_logger().error(f"source {cam.spec.name}: {error}")
-                cam.last_logged = now
-            elif state == "ended" and cam.last_state != "ended":
-                self.get_logger().info(f"source {cam.spec.name}: end of {cam.spec.uri}")
+        failing = state in ("error", "reconnecting") and bool(error)
+        if failing and (cam.last_state not in ("error", "reconnecting", "opening") or now - cam.last_logged >= LOG_PERIOD):
+            self.get_logger().error(f"source {cam.spec.name}: {error}")
+            cam.last_logged = now
+        elif state == "ended" and cam.last_state != "ended":
+            self.get_logger().info(f"source {cam.spec.name}: end of {cam.spec.uri}")
+        if failing or state == "ended":
             cam.last_state = state
 
     def _deliver(self, cam: _Camera, captured: src.CapturedFrame) -> None:

@@ -44,6 +44,7 @@ def build(nodes: NodeSet) -> None:
     if not running:
         raise ConfigError("nothing to run: set detection.model and/or segmentation.model")
     for node in running:
+        node.cameras = list(fusion.fusion.cameras)  # outputs for every camera fused (sources included)
         node.configure(concurrent_models=len(running))  # the cores are split between the models
         fusion.add_consumer(node.submit)
         node.input_activity = fusion.fusion.activity

@@ -138,6 +138,12 @@ def declare_schema_parameters(node, names: Sequence[str] | None = None, warn_unk
     for name in names:
         param = config.BY_NAME[name]
         default = list(param.default) if param.type is list else param.default
+        given = _overrides(node).get(name)
+        if param.type is list and not default and given is not None:
+            # rclpy types an empty list as a byte array: declare with the given list instead
+            default = list(given.value or [])
+            if not default:
+                _overrides(node).pop(name)
         try:
             node.declare_parameter(name, default, descriptor_for(param))
         except (InvalidParameterTypeException, InvalidParameterValueException, TypeError, ValueError) as e:

@@ -37,11 +37,25 @@ _gst = None
 _import_error: str | None = None
 
 
+def _unwinder_first() -> None:
+    """libgstreamer pulls in libunwind, whose _Unwind_* symbols then take the place of libgcc_s's for
+    C++ libraries loaded later in the process (torch: its first C++ exception aborts it). libgcc_s
+    made global first keeps the usual unwinder in front."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("gcc_s") or "libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        pass
+
+
 def gst():
     """The initialised Gst module; ConfigError naming what to install when it is missing."""
     global _gst, _import_error
     with _init_lock:
         if _gst is None and _import_error is None:
+            _unwinder_first()
             try:
                 import gi
 
