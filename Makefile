@@ -9,18 +9,19 @@ STAMP := $(VENV)/.perception_edge-installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: venv demo test test-gpu bench bench-ros bench-reliability lint clean
+.PHONY: venv demo test test-gpu bench bench-ros bench-reliability bench-sources lint clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.py requirements.txt requirements-ros.txt requirements-rosidl.txt tools/build_vision_msgs.sh \
-		tools/install_ros_prefix.py
+		tools/install_ros_prefix.py requirements-gst.txt tools/install_gstreamer.sh
 	@echo "== setting up $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-ros.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	bash tools/build_vision_msgs.sh $(VENV)
 	$(PY) tools/install_ros_prefix.py
+	bash tools/install_gstreamer.sh $(VENV)
 	@touch $@
 
 demo: venv
@@ -37,6 +38,10 @@ bench: venv
 
 bench-ros: venv
 	$(PY) -m perception_edge.cli bench-ros
+
+# camera sources in the container (in-process) against the same frames over DDS and the raw backend
+bench-sources: venv
+	$(PY) -m perception_edge.cli bench-sources
 
 # overload (4 cameras x 30 Hz, 60 s), steady (3 x 10 Hz, 60 s) and soak (2 x 10 Hz, 10 min): ~15 min
 bench-reliability: venv

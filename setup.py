@@ -27,6 +27,8 @@ setup(
         "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
         "tools": ["rosbags>=0.9", "tqdm"],
         "test": ["pytest>=7", "pycocotools>=2.0"],
+        # camera sources over GStreamer; needs the system packages (tools/install_gstreamer.sh)
+        "gst": ["PyGObject<3.52"],
     },
     zip_safe=True,
     maintainer="perception_edge developers",
@@ -41,6 +43,7 @@ setup(
             "camera_fusion = perception_edge.nodes.camera_fusion:main",
             "detection_node = perception_edge.nodes.detection:main",
             "segmentation_node = perception_edge.nodes.segmentation:main",
+            "camera_source = perception_edge.nodes.camera_source:main",
         ],
     },
 )

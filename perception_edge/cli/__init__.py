@@ -24,6 +24,8 @@ COMMANDS = {
     "evaluate": ("perception_edge.cli.evaluate", "main", "accuracy, size and CPU latency of models side by side"),
     "bench": ("perception_edge.cli.bench", "main", "per-stage latency of the pipeline on real frames"),
     "bench-ros": ("perception_edge.cli.bench_ros", "main", "end-to-end latency through the ROS container"),
+    "bench-sources": ("perception_edge.cli.bench_sources", "main",
+                      "camera sources in the container (in-process) against raw inference and DDS"),
     "bench-reliability": ("perception_edge.cli.bench_reliability", "main",
                           "overload / soak / steady runs of the container: latency tails, drops, memory"),
     "replay": ("perception_edge.cli.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
