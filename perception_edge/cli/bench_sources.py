@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] ratio {ratio:.3f}x against raw (goal <= {GOAL:.2f}x: {'met' if ratio <= GOAL else 'NOT met'}); "
               f"against the container's own inference median {inside:.1f} ms: {med / inside:.3f}x; "
               f"container stages (ms): preprocess {m.get('preprocess_ms', '?')}, inference {m.get('inference_ms', '?')}, "
-              f"postprocess {m.get('postprocess_ms', '?')}, publish {m.get('publish_ms', '?')}; "
+              f"postprocess {m.get('postprocess_ms', '?')}, publish {m.get('publish_ms', '?')}, "
+              f"stamp -> published {m.get('end_to_end_ms', '?')}; "
               f"source: decode latency {s.get('decode_latency_ms', '?')} ms, fps {s.get('fps', '?')}, "
               f"dropped {s.get('dropped', '?')}; container CPU {res['cpu_ms_per_frame']:.1f} ms per frame (all work); "
               f"resident memory {res['rss_mb'] or float('nan'):.0f} MiB")

@@ -23,6 +23,7 @@ from perception_edge.core.errors import ConfigError
 from perception_edge.sources.base import Backoff, CapturedFrame, NowNs, Source, wall_ns
 
 DEFAULT_FOLDER_FPS = 10.0
+PRELOAD_BYTES = 256 << 20  # folders whose decoded frames fit in this are decoded once, at open()
 
 
 def _resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -153,7 +154,8 @@ class OpenCVSource(Source):
 
 class ImageFolderSource(Source):
     """A folder of images (sorted by name, `fps` frames a second), a GIF (its own frame delays) or one
-    image, played as a camera."""
+    image, played as a camera. Small folders (PRELOAD_BYTES decoded) and GIFs are decoded once at
+    open(); larger folders one image per frame."""
 
     backend = "images"
 
@@ -185,6 +187,14 @@ class ImageFolderSource(Source):
             period = 1.0 / (self.fps or DEFAULT_FOLDER_FPS)
             self._times = [i * period for i in range(len(self._files))]
             self._lap = len(self._files) * period
+            first = _resize(cv2.imread(str(self._files[0]), cv2.IMREAD_COLOR), self.width, self.height)
+            if first is not None and first.nbytes * len(self._files) <= PRELOAD_BYTES:
+                # a small folder is decoded once: no image decoding competes with the models per frame
+                self._frames = [(t, _resize(cv2.imread(str(f), cv2.IMREAD_COLOR), self.width, self.height))
+                                for t, f in zip(self._times, self._files)]
+                if any(p is None for _t, p in self._frames):
+                    raise ConfigError(f"{self.name}: unreadable image in {self.path}")
+                self._files = []
         elif kind in ("image", "video"):
             # a GIF or one image: small, decoded once; stamps from the container's frame timing
             frames = [(stamp, pixels) for pixels, _order, stamp, _n in iter_frames(self.path)]
