@@ -1,5 +1,5 @@
 """Test media made with real GStreamer at test time: H.264 MP4 and MJPEG AVI files from the real
-driving frames (appsrc -> x264enc / jpegenc -> mp4mux / avimux), and an RTSP server (GstRtspServer)
+driving frames (sources.gstreamer.encode_video: appsrc -> x264enc / jpegenc -> mp4mux / avimux), and an RTSP server (GstRtspServer)
 on 127.0.0.1 streaming H.264, run as a separate process:
 
     python test/gst_media.py rtsp-server --port 8554 [--path /cam]
@@ -20,31 +20,11 @@ def gst():
     return Gst
 
 
-ENCODERS = {"h264": "x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} ! h264parse ! mp4mux",
-            "h265": "x265enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} ! h265parse ! matroskamux",
-            "mjpeg": "jpegenc quality=90 ! avimux"}
-
-
 def make_video(path, frames_bgr, codec: str = "h264", fps: int = 10, repeat: int = 1) -> None:
     """Encode the frames (BGR, all one size) into a file, each frame 1/fps long."""
-    Gst = gst()
-    h, w = frames_bgr[0].shape[:2]
-    desc = (f"appsrc name=src format=time is-live=false block=true caps=video/x-raw,format=BGR,width={w},"
-            f"height={h},framerate={fps}/1 ! videoconvert ! video/x-raw,format=I420 ! "
-            f"{ENCODERS[codec].format(fps=fps)} ! filesink location=\"{path}\"")
-    pipeline = Gst.parse_launch(desc)
-    src = pipeline.get_by_name("src")
-    pipeline.set_state(Gst.State.PLAYING)
-    for i, frame in enumerate(list(frames_bgr) * repeat):
-        buf = Gst.Buffer.new_wrapped(frame.tobytes())
-        buf.pts = i * Gst.SECOND // fps
-        buf.duration = Gst.SECOND // fps
-        src.emit("push-buffer", buf)
-    src.emit("end-of-stream")
-    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipeline.set_state(Gst.State.NULL)
-    if msg is None or msg.type == Gst.MessageType.ERROR:
-        raise RuntimeError(f"encoding {path} failed: {msg.parse_error()[0].message if msg else 'timeout'}")
+    from perception_edge.sources.gstreamer import encode_video
+
+    encode_video(path, list(frames_bgr) * repeat, codec, fps)
 
 
 def rtsp_server_main(argv: list[str]) -> int:

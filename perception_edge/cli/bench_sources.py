@@ -134,29 +134,6 @@ def container_run(params: dict, iterations: int, warmup: int, timeout: float, lo
             else float("nan")}
 
 
-def encode_h264(path: Path, frames_bgr: list[np.ndarray], fps: int) -> None:
-    """An H.264 MP4 of the frames (x264enc), one frame each 1/fps s."""
-    from perception_edge.sources.gstreamer import gst
-
-    Gst = gst()
-    h, w = frames_bgr[0].shape[:2]
-    pipeline = Gst.parse_launch(
-        f"appsrc name=src format=time block=true caps=video/x-raw,format=BGR,width={w},height={h},framerate={fps}/1 "
-        f"! videoconvert ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} ! h264parse ! mp4mux "
-        f"! filesink location=\"{path}\"")
-    src = pipeline.get_by_name("src")
-    pipeline.set_state(Gst.State.PLAYING)
-    for i, frame in enumerate(frames_bgr):
-        buf = Gst.Buffer.new_wrapped(np.ascontiguousarray(frame).tobytes())
-        buf.pts, buf.duration = i * Gst.SECOND // fps, Gst.SECOND // fps
-        src.emit("push-buffer", buf)
-    src.emit("end-of-stream")
-    msg = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipeline.set_state(Gst.State.NULL)
-    if msg is None or msg.type == Gst.MessageType.ERROR:
-        raise RuntimeError(f"could not encode {path}")
-
-
 def decode_cpu_ms(video: Path, seconds: float = 6.0) -> tuple[float, int, str]:
     """CPU ms per decoded frame of the software path (this process's CPU time while a GstSource decodes
     the file as fast as it can, looping; every decoded frame counted, read or dropped)."""
@@ -193,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from perception_edge.cli.bench_ros import RawInference, _run_client
     from perception_edge.model_cache import DRIVING, calibration_images, yolov5_onnx
-    from perception_edge.sources.gstreamer import unavailable_reason
+    from perception_edge.sources.gstreamer import encode_video, unavailable_reason
 
     model = str(Path(args.model).resolve()) if args.model else str(yolov5_onnx("n", 640))
     frames = [cv2.resize(f, (1280, 720)) if f.shape[:2] != (720, 1280) else f for f in calibration_images()]
@@ -223,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     decode = None
     if gst_reason is None:
         video = tmp / "frames.mp4"
-        encode_h264(video, [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames] * 4, args.fps)
+        encode_video(video, [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames] * 4, "h264", args.fps)
         uri = (f"gst:filesrc location=\"{video}\" ! qtdemux ! h264parse ! identity sync=true ! avdec_h264 ! "
                "videoconvert ! video/x-raw,format=BGR ! appsink sync=false")
         h264 = dict(base, sources=[uri])

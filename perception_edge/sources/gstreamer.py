@@ -107,6 +107,34 @@ def probe_codec(path: str, timeout_s: float = 5.0) -> str | None:
     return None
 
 
+ENCODERS = {"h264": "x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} ! h264parse ! mp4mux",
+            "h265": "x265enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} ! h265parse ! matroskamux",
+            "mjpeg": "jpegenc quality=90 ! avimux"}
+
+
+def encode_video(path, frames_bgr, codec: str = "h264", fps: int = 10) -> None:
+    """Write BGR frames (all one size) as a video, each 1/fps s long: H.264 MP4, H.265 MKV or MJPEG
+    AVI (appsrc -> x264enc / x265enc / jpegenc -> muxer). For tests and benchmarks."""
+    Gst = gst()
+    h, w = frames_bgr[0].shape[:2]
+    pipeline = Gst.parse_launch(
+        f"appsrc name=src format=time block=true caps=video/x-raw,format=BGR,width={w},height={h},"
+        f"framerate={fps}/1 ! videoconvert ! video/x-raw,format=I420 ! {ENCODERS[codec].format(fps=fps)} ! "
+        f"filesink location=\"{path}\"")
+    src = pipeline.get_by_name("src")
+    pipeline.set_state(Gst.State.PLAYING)
+    for i, frame in enumerate(frames_bgr):
+        buf = Gst.Buffer.new_wrapped(np.ascontiguousarray(frame).tobytes())
+        buf.pts, buf.duration = i * Gst.SECOND // fps, Gst.SECOND // fps
+        src.emit("push-buffer", buf)
+    src.emit("end-of-stream")
+    msg = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    if msg is None or msg.type == Gst.MessageType.ERROR:
+        why = msg.parse_error()[0].message if msg is not None else "timed out"
+        raise ConfigError(f"could not encode {path}: {why}")
+
+
 def _first_line(text: str) -> str:
     text = (text or "").strip()
     return text.splitlines()[0] if text else ""
@@ -348,5 +376,5 @@ class GstSource(Source):
         return CapturedFrame(pixels, order, self._monotonic_stamp(stamp), read_ms)
 
 
-__all__ = ["GstSource", "gst", "unavailable_reason", "element_factories", "probe_codec", "INSTALL_HINT",
+__all__ = ["GstSource", "encode_video", "gst", "unavailable_reason", "element_factories", "probe_codec", "INSTALL_HINT",
            "APT_PACKAGES"]
