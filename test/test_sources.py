@@ -196,6 +196,25 @@ def test_file_loops_on_request_and_scales(videos, frames_bgr):
 
 
 @needs_gst
+def test_h265_mkv_with_a_rate_limit(tmp_path, frames_bgr):
+    import cv2
+
+    from gst_media import make_video
+
+    path = tmp_path / "drive_h265.mkv"
+    small = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in frames_bgr]
+    make_video(path, small, "h265", fps=10)
+    source = open_source(SourceSpec(f"file://{path}", "cam", "f", fps=5.0))
+    with source:
+        pipeline = source.status().pipeline
+        frames = read_all(source)
+    assert "matroskademux" in pipeline and "h265parse ! avdec_h265" in pipeline and "max-rate=5" in pipeline
+    assert all(f.pixels.shape == (360, 640, 3) for f in frames)
+    assert len(small) // 2 - 1 <= len(frames) <= len(small) // 2 + 1  # 8 frames at 10 fps, at most 5 a second
+    assert all(b.stamp_ns > a.stamp_ns for a, b in zip(frames, frames[1:]))
+
+
+@needs_gst
 def test_user_pipeline_videotestsrc_and_the_appsink_never_queues():
     """A fast producer read slowly: the appsink drops (counted) instead of queueing; memory stays flat."""
     uri = ("gst:videotestsrc pattern=ball ! video/x-raw,width=1280,height=720,framerate=200/1 ! videoconvert ! "

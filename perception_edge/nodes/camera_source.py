@@ -242,7 +242,7 @@ class CameraSourceNode(Managed, Node):
             }
             if cam.error or s is None or s.state == "error":
                 level, message = diag.ERROR, f"cannot read: {values['last_error']}"
-            elif s.state == "reconnecting":
+            elif s.state == "reconnecting" or (s.state == "opening" and s.last_error):
                 level, message = diag.ERROR, f"reconnecting: {s.last_error}"
             elif s.state == "ended":
                 level, message = diag.WARN, "end of file (source.loop: false)"

@@ -252,7 +252,8 @@ class GstSource(Source):
             self._teardown()
             raise RuntimeError(error)
         self._fresh = True  # the first frame of this pipeline marks it running (and a reconnect)
-        self._set(state="opening" if not self._connected_once else "reconnecting")
+        retrying = self._connected_once or self.backoff.delay > 0  # stays an error until a frame comes
+        self._set(state="reconnecting" if retrying else "opening")
 
     def _find_appsink(self, pipeline):
         it = pipeline.iterate_recurse() if hasattr(pipeline, "iterate_recurse") else None
