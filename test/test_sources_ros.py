@@ -85,7 +85,8 @@ def test_container_reads_sources_in_process_and_survives_bad_ones(tmp_path, medi
             stamps = [d["stamp"] for d in dets[name]]
             assert all(d["frame_id"] == f"{name}_optical_frame" for d in dets[name])
             assert all(b > a for a, b in zip(stamps, stamps[1:]))
-        assert any(d["dets"] for name in names[:2] for d in dets[name]), "YOLOv5n found nothing"
+        assert listener.wait(lambda: any(d["dets"] for name in names[:2] for d in dets[name]), WAIT, [container]), \
+            "YOLOv5n found nothing"
         # the failing sources: one clear line each, ERROR, while the others run
         _, level, message, bad = source_status("cam_bad")
         assert level == 2 and 'no element "nosuchsrc"' in message and "\n" not in message

@@ -75,6 +75,9 @@ class CameraSourceNode(Managed, Node):
         self._consumers: list[Callable[[Frame], None]] = []
         self._stop = threading.Event()
         self.cameras: list[_Camera] = []
+        self.diagnostics = None
+        if not self.enabled:  # no sources: parameters only (the container then drops this node)
+            return
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
