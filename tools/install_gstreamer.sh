@@ -17,6 +17,11 @@ PACKAGES="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
 gir1.2-gst-rtsp-server-1.0 libgirepository1.0-dev libcairo2-dev pkg-config"
 
+# building PyGObject also needs a C compiler and the interpreter's headers
+command -v cc >/dev/null 2>&1 || PACKAGES="$PACKAGES gcc"
+"$PY" -c "import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+    2>/dev/null || PACKAGES="$PACKAGES python3-dev"
+
 missing_packages() {
     command -v dpkg-query >/dev/null 2>&1 || { echo "$PACKAGES"; return; }
     for p in $PACKAGES; do
