@@ -36,6 +36,7 @@ import numpy as np
 
 CAMERA = "bench_cam"
 GOAL = 1.05
+SETTLE_S = 0.05  # as bench-ros: ONNX Runtime's pool threads spin for a while after a run
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -110,6 +111,7 @@ def container_run(params: dict, iterations: int, warmup: int, timeout: float, lo
             n = len(latencies)
             executor.spin_once(timeout_sec=0.05)
             if between is not None and len(latencies) > n:
+                time.sleep(SETTLE_S)  # the container's ONNX Runtime threads spin a while after its run
                 between_results.append(between(len(between_results)))
             if cpu0 is None and seen[0] >= warmup and source_diag:
                 cpu0, frames0 = cpu_seconds(proc.pid), int(source_diag[-1].get("frames", "0"))
