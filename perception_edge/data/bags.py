@@ -24,8 +24,11 @@ input log time; an offline results bag logs outputs at their input's stamp (no l
 bit-identical reruns).
 
 Bags are MCAP by default (message definitions embedded), sqlite3 on request; rosbag2 metadata
-version 8 with type hashes (RIHS01), readable by ``ros2 bag info/play`` (Humble reads version 8
-with a warning-free fallback for unknown fields; Jazzy and newer natively).
+version 8 with type hashes (RIHS01; the vision_msgs hashes equal those of the built vision_msgs),
+the layout `ros2 bag info/play` of Iron, Jazzy and Kilted read. Humble's rosbag2 writes version 5;
+it skips fields it does not know, and where it refuses a newer bag, `ros2 bag reindex` on Humble
+rewrites metadata.yaml (the rosbag2 maintainers' advice). ros2cli cannot be installed here, so
+neither was run against these bags; rosbags reads them back in the tests.
 """
 from __future__ import annotations
 
