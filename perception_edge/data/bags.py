@@ -439,6 +439,31 @@ def raw_messages(path: str | Path, topics: Sequence[str], start_ns: int | None =
             yield conn.topic, conn.msgtype, int(log_ns), raw
 
 
+def camera_steps(path: str | Path, topics: Sequence[str], slop_s: float = 0.05
+                 ) -> Iterator[list[tuple[str, str, int, Any]]]:
+    """The frames of `topics` grouped into time steps as the fusion node batches cameras, streamed
+    (one step held): messages(...) tuples, at most one per topic, in `topics` order, whose header
+    stamps lie within slop_s of the step's first frame. A topic seen again or a stamp past the slop
+    closes the step (a step may hold fewer topics; nothing is dropped)."""
+    order = {t: i for i, t in enumerate(topics)}
+    slop_ns = int(round(slop_s * 1e9))
+    pending: dict[str, tuple[str, str, int, Any]] = {}
+    first = 0
+    for item in messages(path, topics):
+        stamp = stamp_ns(item[3])
+        if pending and (item[0] in pending or abs(stamp - first) > slop_ns):
+            yield sorted(pending.values(), key=lambda m: order[m[0]])
+            pending = {}
+        if not pending:
+            first = stamp
+        pending[item[0]] = item
+        if len(pending) == len(order):
+            yield sorted(pending.values(), key=lambda m: order[m[0]])
+            pending = {}
+    if pending:
+        yield sorted(pending.values(), key=lambda m: order[m[0]])
+
+
 @dataclass
 class Truth:
     detections: Detections | None = None
