@@ -470,19 +470,31 @@ class Truth:
     lane_mask: np.ndarray | None = None
 
 
-def ground_truth(path: str | Path, class_names: list[str]) -> dict[tuple[str, int], Truth]:
+def ground_truth(path: str | Path, class_names: list[str], mask_transform=None, progress: bool = False
+                 ) -> dict[tuple[str, int], Truth]:
     """{(namespace, stamp_ns): Truth} of a bag's ground_truth topics (class ids index class_names,
-    which is extended with names it lacks)."""
+    which is extended with names it lacks). mask_transform(mask) -> what Truth.lane_mask keeps
+    (e.g. PNG bytes, so that a long bag's masks stay small in memory); default the H x W array."""
     bag = info(path)
     wanted = [t for t in bag.topics if t.endswith("/" + GT_DETECTIONS) or t.endswith("/" + GT_LANE_MASK)]
     out: dict[tuple[str, int], Truth] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(bag.counts[t] for t in wanted), desc="ground truth", unit="msg")
     for t, _, _, msg in messages(path, wanted):
         if t.endswith(GT_DETECTIONS):
             ns = t[: -len(GT_DETECTIONS) - 1]
             out.setdefault((ns, stamp_ns(msg)), Truth()).detections = detections_from_msg(msg, class_names)
         else:
             ns = t[: -len(GT_LANE_MASK) - 1]
-            out.setdefault((ns, stamp_ns(msg)), Truth()).lane_mask = mono8_from_msg(msg)
+            mask = mono8_from_msg(msg)
+            out.setdefault((ns, stamp_ns(msg)), Truth()).lane_mask = mask_transform(mask) if mask_transform else mask
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return out
 
 
