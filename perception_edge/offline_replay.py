@@ -14,6 +14,7 @@ bag (perception_edge.data.bags layout) with the topics the container publishes:
     <ns>/lane_mask    sensor_msgs/Image mono8        class id per pixel, source size, same header
     <ns>/label_info   vision_msgs/LabelInfo          latched, once per camera (threshold in use)
     <ns>/replay/input std_msgs/Header                the input frame's header, one per frame
+    <ns>/instance_mask sensor_msgs/Image mono16      instance-segmentation detectors only
 
 Log time is the input's header stamp for every message (offline there is no latency to keep), so
 reruns are bit-identical. metadata.yaml's custom_data names the models, the configuration and the
@@ -104,9 +105,21 @@ def sections(topics: Sequence[str], detection_model: str, segmentation_model: st
                    "segmentation.model": segmentation_model or ""})
     values["detection.model"] = resolve_path(values["detection.model"], "detection model", ConfigError)
     values["segmentation.model"] = resolve_path(values["segmentation.model"], "segmentation model", ConfigError)
+    if values["detection.labels"]:
+        values["detection.labels"] = resolve_path(values["detection.labels"], "labels", ConfigError)
     if not values["detection.model"] and not values["segmentation.model"]:
         raise ConfigError("offline replay needs a detection model, a segmentation model or both")
     return config.Sections.from_values(values)
+
+
+def instance_mask_msg(mask: np.ndarray, frame: InputFrame):
+    """(H, W) uint16 instance ids (i + 1 = detection i) -> mono16 Image, little-endian (as
+    nodes.messages.instance_mask_to_msg)."""
+    h, w = mask.shape[:2]
+    data = np.ascontiguousarray(mask, dtype="<u2").view(np.uint8).reshape(-1)
+    return bags.typestore().types[bags.IMAGE](header=bags.header(frame.stamp, frame.frame_id), height=int(h),
+                                              width=int(w), encoding="mono16", is_bigendian=0, step=int(2 * w),
+                                              data=data)
 
 
 class OfflinePipeline:
@@ -135,6 +148,9 @@ class OfflinePipeline:
                               f.stamp, qos="latched")
                 out.write(bags.topic(ns, "detections"), bags.DETECTIONS, bags.detections_msg(d, f.stamp, f.frame_id),
                           f.stamp)
+                if d.instance_mask is not None:  # an instance-segmentation (-seg) detector, as the node publishes it
+                    out.write(bags.topic(ns, "instance_mask"), bags.IMAGE, instance_mask_msg(d.instance_mask, f),
+                              f.stamp)
             if m is not None:
                 out.write(bags.topic(ns, "lane_mask"), bags.IMAGE,
                           bags.image_msg(np.asarray(m, np.uint8), f.stamp, f.frame_id, "mono8"), f.stamp)
