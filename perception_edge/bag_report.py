@@ -307,6 +307,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, axes: Sequence[Any] = ()) -> str:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
 def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = None) -> list[str]:
     """PNG plots of the report's plot data; returns the file names written."""
     data = report.get("_plot", {})
@@ -336,10 +346,7 @@ def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = N
         for ax in axes.ravel()[len(names):]:
             ax.axis("off")
         fig.suptitle(f"precision-recall at IoU 0.5 (mAP@0.5 {report['detection']['map50']:.3f})")
-        fig.tight_layout()
-        fig.savefig(out / "pr_curves.png", dpi=90)
-        plt.close(fig)
-        written.append("pr_curves.png")
+        written.append(_save(plt, fig, out / "pr_curves.png"))
     if data.get("latency"):
         fig, (hist, time_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
         for ns, series in sorted(data["latency"].items()):
@@ -349,13 +356,7 @@ def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = N
             time_ax.plot([(s - t0) / 1e9 for s, _ in series], values, ".-", ms=3, label=ns)
         hist.set(title="end-to-end latency", xlabel="ms", ylabel="frames")
         time_ax.set(title="latency over time", xlabel="stamp (s from first frame)", ylabel="ms")
-        for ax in (hist, time_ax):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=90)
-        plt.close(fig)
-        written.append("latency.png")
+        written.append(_save(plt, fig, out / "latency.png", (hist, time_ax)))
     if data.get("lane_iou"):
         fig, ax = plt.subplots(figsize=(8, 3.5))
         t0 = min(s for series in data["lane_iou"].values() for s, _ in series)
@@ -363,12 +364,7 @@ def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = N
             ax.plot([(s - t0) / 1e9 for s, _ in series], [v for _, v in series], ".-", ms=3, label=ns)
         ax.set(title=f"lane-marking IoU per frame (all frames: {report['lane']['iou'].get('lane_marking', 0):.3f})",
                xlabel="stamp (s from first frame)", ylabel="IoU", ylim=(0, 1.02))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "lane_iou.png", dpi=90)
-        plt.close(fig)
-        written.append("lane_iou.png")
+        written.append(_save(plt, fig, out / "lane_iou.png", (ax,)))
     return written
 
 

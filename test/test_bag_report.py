@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from perception_edge.bag_report import evaluate_bag  # noqa: E402
+from perception_edge.bag_report import collect, evaluate_bag, video_source  # noqa: E402
 from perception_edge.cli.evaluate import main as evaluate_main  # noqa: E402
 from perception_edge.core.detections import Detections  # noqa: E402
 from perception_edge.core.errors import ConfigError  # noqa: E402
@@ -211,6 +211,7 @@ def test_live_results_latency_drops_and_baseline(drive, tmp_path):
     assert "| detection mAP@0.5 | 1.000 |" in md and "baseline" in md
     assert cv2.imread(str(out / "latency.png")) is not None
     assert "video_frames_from" not in report and not (out / "replay.mp4").exists()
+    assert video_source(collect(str(live)), str(gt)) == str(live)  # a CARLA-style bag has the frames itself
 
 
 def test_clear_errors(drive, tmp_path):
