@@ -13,8 +13,9 @@ carries the frames and the ground truth). The report pairs predictions with grou
   that of the deployed operating point, below the `evaluate MODEL` figure (scored at conf 0.001);
 - lane: IoU per class over all pixels of all paired frames, and per frame over time;
 - timing per camera: end-to-end latency p50/p90/p99 (log time of the frame's last output minus the
-  log time of its replay/input; n/a for offline bags, whose outputs are logged at the input stamp),
-  dropped frames (inputs without every output) and output rates (Hz, from log times).
+  log time of its replay/input -- or, in a bag without replay/input such as a CARLA run, of the
+  camera frame itself; n/a for offline bags, whose outputs are logged at the input stamp), dropped
+  frames (inputs without every output) and output rates (Hz, from log times).
 
 Ground truth comes from --ground-truth, else the results bag itself, else the source bag named in
 its custom_data. Written to the output directory (default: the directory holding the results bag):
@@ -152,6 +153,11 @@ def collect(results: str, progress: bool = False) -> Collected:
             ns = _output_ns(t, kind)
             if ns is not None and ty == msgtype:
                 want[t] = (ns, kind)
+    with_inputs = {ns for ns, k in want.values() if k == bags.INPUT_HEADER}
+    for t in _frame_topics(info):  # no replay/input (a CARLA run): the camera frames are the inputs
+        ns = bags.namespace_of(t)
+        if ns not in with_inputs and any(k in OUTPUTS and n == ns for n, k in want.values()):
+            want[t] = (ns, "frame")
     if not any(k in OUTPUTS for _, k in want.values()):
         raise ConfigError(f"{results}: no <ns>/detections or <ns>/lane_mask topics (not a results bag); "
                           f"topics: {info.listing()}")
@@ -175,7 +181,7 @@ def collect(results: str, progress: bool = False) -> Collected:
             continue
         stamp = msg.stamp if kind == bags.INPUT_HEADER else msg.header.stamp  # a Header, or a message with one
         key = (ns, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
-        if kind == bags.INPUT_HEADER:
+        if kind in (bags.INPUT_HEADER, "frame"):
             out.inputs[key] = log_ns
         elif kind == "detections":
             out.detections[key] = bags.detections_from_msg(msg, seen)
