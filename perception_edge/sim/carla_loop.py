@@ -411,6 +411,9 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
         finally:
             if bar is not None:
                 bar.close()
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
             if recorder is not None:
                 recorder.close()
                 summary.dataset_frames = recorder.count
