@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import hashlib
 import math
 import random
 import threading
@@ -280,6 +281,8 @@ class World:
         self.destroyed: list[int] = []
         self.faults: dict[str, Any] = {}
         self.last_truth: dict[str, synthetic.SyntheticFrame] = {}  # camera name -> generator frame
+        self.rendered: dict[tuple[int, str], str] = {}  # (frame, camera) -> md5 of the RGB frame rendered
+        self.stamps: dict[int, float] = {}  # frame -> simulation time (s)
         self.scene = synthetic.sample_scene(server.seed)
         self._next_id = 1
         self._actors: dict[int, Actor] = {}
@@ -393,6 +396,7 @@ class World:
         self.frame += 1
         self.ticks += 1
         self.elapsed += self.settings.fixed_delta_seconds
+        self.stamps[self.frame] = self.elapsed
         self._place(self.elapsed)
         self._deliver()
         return self.frame
@@ -466,6 +470,7 @@ class World:
                 horizon = fr.image.shape[0] / 2 - f * math.tan(-math.radians(s._transform.rotation.pitch))
                 rendered[key] = (fr, tf, fov, self._images(fr, horizon))
                 self.last_truth[self._camera_pose(s)] = fr
+                self.rendered[(self.frame, self._camera_pose(s))] = hashlib.md5(fr.image.tobytes()).hexdigest()
             fr, tf, fov, imgs = rendered[key]
             px = imgs[s.type_id]
             image = Image(self.frame, self.elapsed, px.shape[1], px.shape[0], fov, px.tobytes(), tf)
