@@ -27,20 +27,17 @@ KEEP = 64  # results of other stamps kept per topic
 
 class RosResults:
     def __init__(self, cameras: Sequence[str], role_name: str, timeout: float = 5.0, detections: bool = True,
-                 lane_masks: bool = True, tolerance_ns: int = 1_000_000):
+                 lane_masks: bool = True, tolerance_ns: int = 1_000_000, wait: float = 30.0):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray, LabelInfo
 
-        if not rclpy.ok():
-            rclpy.init()
-            self._owns_context = True
-        else:
-            self._owns_context = False
+        self.context = rclpy.Context()  # its own: init and shutdown never touch another node's
+        rclpy.init(context=self.context)
         self.cameras, self.timeout, self.tolerance = list(cameras), float(timeout), int(tolerance_ns)
-        self.node = rclpy.create_node("perception_edge_carla_results")
+        self.node = rclpy.create_node("perception_edge_carla_results", context=self.context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._cond = threading.Condition()
         self._buf: dict[tuple[str, str], collections.OrderedDict] = {}
@@ -59,10 +56,26 @@ class RosResults:
 
             label_qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
             self.node.create_subscription(LabelInfo, f"{ns}/label_info", self._labels, label_qos)
-        self._executor = SingleThreadedExecutor()
+        self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
         self._spin = threading.Thread(target=self._executor.spin, daemon=True)
         self._spin.start()
+        self.topics = [f"{namespace(role_name, c)}/{k}" for c in self.cameras for k in self.kinds]
+        self.wait_for_publishers(wait)
+
+    def wait_for_publishers(self, timeout: float) -> bool:
+        """Wait (up to timeout s) until every result topic has a publisher (the container has started
+        and been discovered), so the first ticks are not lost to discovery; warns when not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.node.count_publishers(t) > 0 for t in self.topics):
+                return True
+            time.sleep(0.1)
+        missing = [t for t in self.topics if self.node.count_publishers(t) == 0]
+        if missing:
+            print(f"warning: no publisher of {', '.join(missing)} after {timeout:g} s: is the perception container "
+                  f"running (ros2 launch perception_edge carla.launch.py)?", flush=True)
+        return not missing
 
     def _labels(self, msg) -> None:
         with self._cond:
@@ -123,7 +136,6 @@ class RosResults:
     def close(self) -> None:
         import rclpy
 
-        self._executor.shutdown()
+        self._executor.shutdown(timeout_sec=1)
         self.node.destroy_node()
-        if self._owns_context and rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown(context=self.context)

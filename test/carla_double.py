@@ -475,6 +475,13 @@ class World:
             px = imgs[s.type_id]
             image = Image(self.frame, self.elapsed, px.shape[1], px.shape[0], fov, px.tobytes(), tf)
             items.append((s, image))
+        if self.server.ros_side is not None:  # CARLA's native ROS 2 interface (--ros2): the server publishes
+            self.server.ros_side.clock(self.elapsed)
+            for sensor, image in items:
+                if sensor.ros_enabled and sensor.type_id == "sensor.camera.rgb":
+                    role = sensor.parent.attributes.get("role_name", "hero") if sensor.parent else "hero"
+                    self.server.ros_side.image(f"/carla/{role}/{sensor.attributes['ros_name']}/image", image,
+                                               sensor.attributes["ros_name"])
         if self.faults.get("shuffle"):
             random.Random(self.frame).shuffle(items)
         prev = getattr(self, "_prev_items", {})
@@ -507,11 +514,62 @@ class World:
 class Server:
     """A running 'server' of the double at (host, port)."""
 
-    def __init__(self, seed: int = 3, town: str = "Carla/Maps/Town10HD_Opt", ros: bool = False):
+    def __init__(self, seed: int = 3, town: str = "Carla/Maps/Town10HD_Opt", ros: bool = False,
+                 ros_publish: bool = False):
         self.seed, self.town, self.ros = seed, town, ros
+        self.ros_side = RosSide() if ros_publish else None  # publish to ROS 2 (a server started with --ros2)
         self.world = World(self)
         self.traffic_manager = TrafficManager()
         self.loaded: list[str] = []
+
+
+class RosSide:
+    """What a CARLA server started with --ros2 publishes for sensors with enable_for_ros(): images on
+    /carla/<role_name>/<ros_name>/image (bgra8, header stamp = simulation time) and /clock (rclpy,
+    its own context, in the domain of ROS_DOMAIN_ID)."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("carla_server_double", context=self.context)
+        self.qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pubs: dict[str, Any] = {}
+
+    def _pub(self, kind, topic: str):
+        if topic not in self.pubs:
+            self.pubs[topic] = self.node.create_publisher(kind, topic, self.qos)
+        return self.pubs[topic]
+
+    def clock(self, t: float) -> None:
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = int(t), int(round((t - int(t)) * 1e9)) % 1_000_000_000
+        self._pub(Clock, "/clock").publish(msg)
+
+    def image(self, topic: str, image: Image, frame_id: str) -> None:
+        from sensor_msgs.msg import Image as RosImage
+
+        ns = int(round(image.timestamp * 1e9))
+        msg = RosImage()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        msg.header.frame_id = frame_id
+        msg.height, msg.width, msg.encoding, msg.is_bigendian = image.height, image.width, "bgra8", 0
+        msg.step = image.width * 4
+        msg.data = image.raw_data
+        self._pub(RosImage, topic).publish(msg)
+
+    def subscribers(self, topic: str) -> int:
+        return self.pubs[topic].get_subscription_count() if topic in self.pubs else 0
+
+    def close(self) -> None:
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
 
 
 SERVERS: dict[tuple[str, int], Server] = {}
