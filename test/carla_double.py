@@ -629,3 +629,32 @@ def serve(host: str = "127.0.0.1", port: int = 2000, **kwargs) -> Server:
     """Start a double 'server' at (host, port) (replacing one already there)."""
     SERVERS[(host, int(port))] = server = Server(**kwargs)
     return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python test/carla_double.py [--seed N] [--ros] -- ARGS`: `perception-edge carla ARGS` against
+    this double (a figure of the loop, NOT of a CARLA server), cameras at the scene's rig."""
+    import argparse
+    import sys
+
+    from perception_edge.cli.carla import main as carla_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(prog="carla_double.py")
+    ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--port", type=int, default=2000)
+    ap.add_argument("--size", default="1280x720")
+    args = ap.parse_args(own)
+    server = serve(port=args.port, seed=args.seed)
+    sc = server.world.scene
+    z, p = sc.cam_height, -math.degrees(sc.pitch)
+    cams = [f"{n}:1.5,{y},{z:.4f},{p:.4f},{yaw},0"
+            for n, y, yaw in (("front", 0, 0), ("front_left", -0.6, -40), ("front_right", 0.6, 40))]
+    return carla_main(["--port", str(args.port), "--size", args.size, "--fov", f"{math.degrees(sc.hfov):.4f}",
+                       "--cameras", *cams, *rest], carla_module=sys.modules[__name__])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

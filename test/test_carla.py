@@ -458,3 +458,18 @@ def test_ros_mode_runs_through_the_perception_container(tmp_path, monkeypatch, c
         theirs = bags.detections_from_msg(results[key]["detections"], list(CLASSES))
         assert len(theirs) == len(mine.detections[0]) and np.allclose(theirs.boxes, mine.detections[0].boxes, atol=0.5)
         assert np.mean(bags.mono8_from_msg(results[key]["lane_mask"]) == mine.masks[0]) > 0.999
+
+
+def test_compressed_frames_in_the_results_bag(tmp_path):
+    server, port = serve(6)
+    summary = cl.run_loop(options(server, port), EmptyInference, 1, tmp_path / "out", progress=False,
+                          carla_module=cd, compressed=True, log=lambda m: None)
+    info = bags.info(summary.results)
+    assert info.topics["/carla/hero/front/image_raw/compressed"] == bags.COMPRESSED
+    assert "/carla/hero/front/image_raw" not in info.topics
+    (_, msgtype, _, msg), = bags.messages(summary.results, ["/carla/hero/front/image_raw/compressed"])
+    from perception_edge.core.image_conversion import to_rgb
+
+    pixels = to_rgb(*bags.pixels_from_msg(msg, msgtype))
+    rendered = server.world.last_truth["front"].image
+    assert np.abs(pixels.astype(int) - rendered).mean() < 4  # the JPEG of that frame

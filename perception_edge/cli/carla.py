@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--ros-timeout", type=float, default=5.0, help="seconds to wait for a tick's ROS results")
     o = p.add_argument_group("output")
     o.add_argument("--output", default="carla_output", help="folder for results/ (the results bag) and the report")
+    o.add_argument("--compressed", action="store_true",
+                   help="frames into the results bag as JPEG (image_raw/compressed; ~10x smaller) instead of raw rgb8")
     o.add_argument("--record-dataset", metavar="DIR",
                    help="also write frames, lane masks and YOLO labels (train-seg / train-det format)")
     o.add_argument("--sensor-timeout", type=float, default=5.0,
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None, carla_module=None) -> int:
         def make():
             return PipelineInference(cfg)
     summary = run_loop(opts, make, args.frames, args.output, args.record_dataset, not args.no_progress,
-                       carla_module, args.sensor_timeout)
+                       carla_module, args.sensor_timeout, compressed=args.compressed)
     for line in summary.lines():
         print(line)
     if summary.dataset_frames:

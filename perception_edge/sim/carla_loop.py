@@ -242,6 +242,8 @@ class LoopSummary:
     per_class_ap: dict[str, float] = field(default_factory=dict)
     gt_boxes: int = 0
     inference_ms: list[float] = field(default_factory=list)
+    truth_ms: list[float] = field(default_factory=list)  # ground truth of all cameras
+    write_ms: list[float] = field(default_factory=list)  # results bag (and data set)
     tick_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     dataset_frames: int = 0
@@ -253,8 +255,9 @@ class LoopSummary:
                 f"{self.stale} stale sensor images dropped",
                 f"mAP@0.5 {self.map50:.3f} ({per or 'no ground truth'}; {self.gt_boxes} ground-truth boxes), "
                 f"lane IoU {self.lane_iou:.3f}",
-                f"median per tick: inference {med(self.inference_ms)} ms (all cameras), whole tick "
-                f"{med(self.tick_ms)} ms; {self.seconds:.1f} s in all"]
+                f"median per tick: inference {med(self.inference_ms)} ms (all cameras), ground truth "
+                f"{med(self.truth_ms)} ms, writing {med(self.write_ms)} ms, whole tick (simulator step "
+                f"included) {med(self.tick_ms)} ms; {self.seconds:.1f} s in all"]
 
 
 def _class_ids(d: Detections) -> np.ndarray:
@@ -296,7 +299,7 @@ class DatasetRecorder:
 
 def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], frames: int, output: str | Path,
              record_dataset: str | None = None, progress: bool = True, carla_module: Any = None,
-             sensor_timeout: float = 5.0, storage: str = "mcap", warmup_ticks: int = 0,
+             sensor_timeout: float = 5.0, storage: str = "mcap", warmup_ticks: int = 0, compressed: bool = False,
              log: Callable[[str], None] = lambda m: print(m, flush=True)) -> LoopSummary:
     """`frames` synchronous ticks of CARLA through `infer`; the results bag goes to OUTPUT/results.
 
@@ -326,7 +329,7 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
             session.tick()
         recorder = DatasetRecorder(record_dataset) if record_dataset else None
         custom = {"perception_edge.kind": "results", "perception_edge.mode": "carla",
-                  "perception_edge.cameras": json.dumps([bags.image_topic(namespace(options.role_name, c))
+                  "perception_edge.cameras": json.dumps([bags.image_topic(namespace(options.role_name, c), compressed)
                                                          for c in cams]),
                   "perception_edge.carla": json.dumps({"host": options.host, "port": options.port,
                                                        "town": options.town, "delta": options.delta,
@@ -353,13 +356,16 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
                     snapshot = session.world.get_snapshot()
                     if snapshot is not None and int(snapshot.frame) != frame:
                         snapshot = None  # actors' own (latest) transforms instead
+                    t_truth = time.perf_counter()
                     objects = truth.objects(snapshot)
                     stamp = int(round(float(data[(cams[0], "rgb")].timestamp) * 1e9))
                     images = [rgb(data[(c, "rgb")]) for c in cams]
                     truths = [truth.camera(objects, data[(c, "rgb")], data[(c, "instance")], data[(c, "semantic")],
                                            fov[c]) for c in cams]
+                    summary.truth_ms.append((time.perf_counter() - t_truth) * 1e3)
                     res = model(cams, images, stamp)
                     summary.inference_ms.append(res.ms)
+                    t_write = time.perf_counter()
                     tick_meter = DetectionMeter(len(CLASSES), 0.5, class_names=CLASSES)
                     ious = []
                     for c, image, (tdets, tmask), d, m in zip(cams, images, truths, res.detections, res.masks):
@@ -367,7 +373,11 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
                         fid = f"{options.role_name}/{c}"
                         h, w = image.shape[:2]
                         kk = gt.intrinsics(w, h, fov[c])
-                        bag.write(bags.image_topic(ns), bags.IMAGE, bags.image_msg(image, stamp, fid, "rgb8"), stamp)
+                        if compressed:
+                            bag.write(bags.image_topic(ns, True), bags.COMPRESSED, bags.compressed_msg(image, stamp, fid),
+                                      stamp)
+                        else:
+                            bag.write(bags.image_topic(ns), bags.IMAGE, bags.image_msg(image, stamp, fid, "rgb8"), stamp)
                         bag.write(bags.camera_info_topic(ns), bags.CAMERA_INFO,
                                   bags.camera_info_msg(w, h, kk[0, 0], kk[1, 1], kk[0, 2], kk[1, 2], stamp, fid), stamp)
                         bag.write(bags.topic(ns, bags.GT_DETECTIONS), bags.DETECTIONS,
@@ -398,6 +408,7 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
                         if recorder is not None:
                             recorder.add(frame, c, stamp, image, tmask, tdets)
                     summary.scored += 1
+                    summary.write_ms.append((time.perf_counter() - t_write) * 1e3)
                     summary.tick_ms.append((time.perf_counter() - t0) * 1e3)
                     if bar is not None:
                         post = {}
