@@ -324,7 +324,7 @@ def _attr(bp, name: str, default: str = "") -> str:
     return bp.get_attribute(name).as_str() if bp.has_attribute(name) else default
 
 
-def camera_matrix_of(transform) -> "Any":
+def camera_matrix_of(transform) -> Any:
     """4x4 local -> world matrix of a carla.Transform (via ground_truth, so doubles need no get_matrix)."""
     from perception_edge.sim.ground_truth import transform_matrix
 
