@@ -7,7 +7,7 @@ between files, and imports that point one way through the layers (docs in README
                 engine_request -> backends, config, data, core; model_cache -> models, data, core;
                 offline_replay -> pipeline, config, data, core (nodes.parameters: model paths);
                 bag_report -> data, core
-    sim         sim -> pipeline, evaluation, bag_report, config, data, core (no rclpy); carla_ros -> sim, data, core
+    sim         sim -> pipeline, config, data, core (no rclpy); carla_ros -> sim, data, core
     nodes       nodes -> pipeline, backends, config, core
     pipeline    pipeline -> backends, config, core
     training    training -> models, data, core
@@ -57,8 +57,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                                f"{PKG}.nodes.parameters")),
     (f"{PKG}.bag_report", (f"{PKG}.core", f"{PKG}.data")),
     # simulation loops: ROS-free (CARLA's client is imported lazily); carla_ros is their ROS side
-    (f"{PKG}.sim", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.pipeline", f"{PKG}.evaluation",
-                    f"{PKG}.bag_report")),
+    (f"{PKG}.sim", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.pipeline")),
     (f"{PKG}.carla_ros", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.sim")),
 ]
 CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",

@@ -368,6 +368,14 @@ def test_carla_command_writes_results_bag_and_dataset(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "ticks 3: 3 scored" in text and "mAP@0.5" in text and "lane IoU" in text
+    # the rosbag replay's report of the results bag agrees with the loop's online scores
+    import json
+    import re
+
+    report = json.loads((out / "report.json").read_text())
+    online = float(re.search(r"mAP@0\.5 ([0-9.]+) \(", text).group(1))
+    assert report["detection"]["frames"] == 9 and abs(report["detection"]["map50"] - online) < 1e-3
+    assert (out / "report.md").is_file() and "/carla/hero/front_left" in report["cameras"]
     info = bags.info(out / "results")
     per_ns = ["image_raw", "camera_info", "ground_truth/detections", "ground_truth/lane_mask", "detections",
               "lane_mask", "label_info", "replay/input"]

@@ -11,7 +11,8 @@ the `carla` extra). Two ways:
   perception_edge carla.launch.py) infers, and this command collects its detections and lane masks.
 
 Either way: online mAP@0.5 / lane IoU in the progress bar, OUTPUT/results (a results bag with
-frames, ground truth and predictions), the rosbag replay's report of it, and --record-dataset DIR.
+frames, ground truth and predictions), the rosbag replay's report of it (`perception-edge evaluate
+--bag`: OUTPUT/report.md, report.json, plots, replay.mp4), and --record-dataset DIR.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also write frames, lane masks and YOLO labels (train-seg / train-det format)")
     o.add_argument("--sensor-timeout", type=float, default=5.0,
                    help="seconds to wait for a tick's sensor data before the tick is skipped")
+    o.add_argument("--no-video", action="store_true", help="no annotated replay.mp4 in the report")
     o.add_argument("--no-progress", action="store_true")
     return p
 
@@ -93,7 +95,7 @@ def sections(args, cams):
 
 def main(argv: list[str] | None = None, carla_module=None) -> int:
     args = parser().parse_args(argv)
-    from perception_edge.sim.carla_loop import PipelineInference, report, run_loop
+    from perception_edge.sim.carla_loop import PipelineInference, run_loop
 
     opts = options(args)
     if args.ros:
@@ -113,9 +115,12 @@ def main(argv: list[str] | None = None, carla_module=None) -> int:
     if summary.dataset_frames:
         print(f"data set: {summary.dataset_frames} frames in {args.record_dataset}")
     print(f"results bag: {summary.results}")
-    if summary.scored and not report(summary.results, args.output, None):
-        print("(bag_report is not available in this version: the figures above are the loop's own)")
-    return 0
+    if not summary.scored:
+        return 1
+    # the rosbag replay's report of the results bag (ground truth read from the bag itself)
+    from perception_edge.cli.evaluate import main_bag
+
+    return main_bag(["--bag", str(summary.results), "--output", str(args.output)] + (["--no-video"] if args.no_video else []))
 
 
 if __name__ == "__main__":

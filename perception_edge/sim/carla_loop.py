@@ -16,7 +16,7 @@ Per tick (synchronous mode, fixed delta; perception_edge.sim.carla_world.CarlaSe
    Segmenter from the one config schema) -- or, with ``--ros``, an external inference callable
    (the cli wires the ROS results subscriber: CARLA publishes the images itself).
 4. Online scores (mAP@0.5 of the tick, running mAP, lane IoU) in a tqdm bar; everything into a
-   results bag in the layout of perception_edge.data.bags, per camera namespace
+   results bag (scored at the end by perception_edge.bag_report, as a rosbag replay is) in the layout of perception_edge.data.bags, per camera namespace
    ``/carla/<role_name>/<camera>`` (the namespace CARLA's native ROS 2 topics give the container's
    outputs): image_raw, camera_info, ground_truth/detections, ground_truth/lane_mask, detections,
    lane_mask, label_info, replay/input. Log time is the frame's simulation stamp for every message
@@ -435,17 +435,3 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
     summary.seconds = time.perf_counter() - t_start
     return summary
 
-
-def report(results: str | Path, output: str | Path, summary: LoopSummary | None = None,
-           log: Callable[[str], None] = lambda m: print(m, flush=True)) -> bool:
-    """The rosbag replay's report of the results bag (bag_report.evaluate_bag, ground truth read
-    from the results bag itself); False where that module is not there (the summary is printed)."""
-    try:
-        from perception_edge.bag_report import evaluate_bag
-    except ImportError:
-        if summary is not None:
-            for line in summary.lines():
-                log(line)
-        return False
-    evaluate_bag(results, None, output)
-    return True
