@@ -162,6 +162,10 @@ def test_occlusion_keeps_the_visible_part_and_drops_hidden_objects():
     assert gt.visible_box(np.array([20, 40, 90, 60.0]), tags, ids, [car], 7, min_pixels=801) is None
     box, _ = gt.visible_box(np.array([148, 8, 162, 22.0]), tags, ids, [sign], None)  # level object: no id
     assert box.tolist() == [150, 10, 160, 20]
+    # a bigger sign reaching into the box with more pixels there is not taken for this one
+    tags[0:30, 162:200], ids[0:30, 162:200] = sign, 40002
+    box, _ = gt.visible_box(np.array([148, 8, 170, 22.0]), tags, ids, [sign], None)
+    assert box.tolist() == [150, 10, 160, 20]
     # frame_boxes: actor ids that the instance image does not carry -> matched by their classes' pixels
     k = gt.intrinsics(200, 100, 90.0)
     cube = gt.ObjectBox(gt.box_corners((0.5, 0.5, 0.5), (10, 0, 0)), "car", (car,), 12345)

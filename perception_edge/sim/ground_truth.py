@@ -130,7 +130,9 @@ def visible_box(box: np.ndarray, tags: np.ndarray, ids: np.ndarray | None, class
 
     The object's pixels: semantic tag in class_tags and, with an instance image (ids), instance id
     object_id; for objects without a known id (object_id None: level objects such as traffic
-    signs, whose instance id is no actor id), the most frequent id among the pixels of its classes."""
+    signs, whose instance id is no actor id), the id of its classes' pixels that lies most wholly
+    inside the box (then the one with most pixels there), so a neighbour reaching into the box
+    is not taken for it."""
     h, w = tags.shape
     x0, y0 = max(0, int(math.floor(box[0])) - pad), max(0, int(math.floor(box[1])) - pad)
     x1, y1 = min(w, int(math.ceil(box[2])) + pad), min(h, int(math.ceil(box[3])) + pad)
@@ -141,9 +143,11 @@ def visible_box(box: np.ndarray, tags: np.ndarray, ids: np.ndarray | None, class
         sub = ids[y0:y1, x0:x1]
         if object_id is not None:
             sel = sel & (sub == object_id)
-        else:
+        else:  # the id whose pixels lie inside the box most wholly (then: the most pixels)
             values, counts = np.unique(sub[sel], return_counts=True)
-            sel = sel & (sub == values[int(counts.argmax())])
+            whole = [c / max(1, int(np.count_nonzero(ids == v))) for v, c in zip(values.tolist(), counts.tolist())]
+            best = max(range(len(values)), key=lambda i: (round(whole[i], 3), counts[i]))
+            sel = sel & (sub == values[best])
     n = int(np.count_nonzero(sel))
     if n < min_pixels:
         return None
