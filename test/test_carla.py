@@ -380,6 +380,14 @@ def test_carla_command_writes_results_bag_and_dataset(tmp_path, capsys):
     online = float(re.search(r"mAP@0\.5 ([0-9.]+) \(", text).group(1))
     assert report["detection"]["frames"] == 9 and abs(report["detection"]["map50"] - online) < 1e-3
     assert (out / "report.md").is_file() and "/carla/hero/front_left" in report["cameras"]
+    # the offline replay takes the CARLA bag as a source unchanged, and gives the same scores
+    from perception_edge.bag_report import evaluate_bag
+    from perception_edge.offline_replay import run_offline
+
+    again = run_offline(str(out / "results"), tmp_path / "offline", DET, SEG, progress=False)
+    rescored = evaluate_bag(str(again), str(out / "results"), tmp_path / "offline", video=False, progress=False)
+    assert rescored["detection"]["map50"] == pytest.approx(report["detection"]["map50"], abs=1e-6)
+    assert rescored["lane"]["iou"] == pytest.approx(report["lane"]["iou"], abs=1e-6)
     info = bags.info(out / "results")
     per_ns = ["image_raw", "camera_info", "ground_truth/detections", "ground_truth/lane_mask", "detections",
               "lane_mask", "label_info", "replay/input"]
