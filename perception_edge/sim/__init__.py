@@ -6,3 +6,5 @@
   traffic) and restored afterwards.
 - ``carla_loop``: tick -> sensors of that frame -> pipeline -> scores -> results bag / data set.
 """
+
+from __future__ import annotations
