@@ -6,7 +6,9 @@ The bag's camera image topics (sensor_msgs/Image and CompressedImage, image_tran
 and grouped into time steps as the fusion node batches them: frames of different cameras whose
 header stamps lie within `sync.slop` of the step's first frame form one step (a camera seen again,
 or a stamp past the slop, closes the step; a step may therefore hold fewer cameras, and nothing is
-dropped). Each step runs through the same Detector and Segmenter (pipeline.from_config with the one
+dropped; a message that cannot be decoded, or is larger than limits.max_image_pixels, is reported
+in one line and recorded as an input without outputs, as the container counts a bad message and
+goes on). Each step runs through the same Detector and Segmenter (pipeline.from_config with the one
 config schema), once per model for all cameras of the step (a batch), and is written to a results
 bag (perception_edge.data.bags layout) with the topics the container publishes:
 
@@ -23,6 +25,7 @@ source bag (bag_report.evaluate_bag reads ground truth and frames from it). Memo
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +46,7 @@ class InputFrame:
     namespace: str
     stamp: int  # header stamp, ns
     frame_id: str
-    pixels: np.ndarray
+    pixels: np.ndarray | None  # None: the message could not be decoded (counted, no outputs)
     order: str  # "rgb" | "bgr"
 
 
@@ -53,6 +56,7 @@ class OfflineSummary:
     steps: int = 0
     frames: int = 0
     seconds: float = 0.0  # reading, inference and writing (models loaded before)
+    bad_frames: int = 0  # messages that could not be decoded: recorded as inputs without outputs
     per_topic: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -79,18 +83,33 @@ def camera_topics(bag: bags.BagInfo, topics: Sequence[str] | None = None) -> lis
     return found
 
 
-def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05) -> Iterator[list[InputFrame]]:
+def _pixels(msg, msgtype: str, max_pixels: int) -> tuple[np.ndarray, str]:
+    from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
+
+    if msgtype == bags.COMPRESSED:
+        return compressed_to_pixels(msg.format, msg.data, max_pixels)
+    return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data, max_pixels)
+
+
+def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05, max_pixels: int = 1 << 24,
+          on_bad=None) -> Iterator[list[InputFrame]]:
     """Time steps of the bag's camera frames, streamed (data.bags.camera_steps: at most one frame
-    per topic, in `topics` order, stamps within slop_s of the step's first frame), decoded."""
+    per topic, in `topics` order, stamps within slop_s of the step's first frame), decoded as the
+    nodes decode them (limits.max_image_pixels checked first). A frame that cannot be decoded keeps
+    its place with pixels None, and on_bad(one-line reason) is called, as the container counts a
+    bad message and goes on."""
     for step in bags.camera_steps(bag, topics, slop_s):
         frames = []
         for topic_name, msgtype, _, msg in step:
+            stamp = bags.stamp_ns(msg)
             try:
-                pixels, order = bags.pixels_from_msg(msg, msgtype)
-            except (ValueError, ConfigError) as e:
-                raise ConfigError(f"{bag}: {topic_name} at stamp {bags.stamp_ns(msg)}: {e}") from None
-            frames.append(InputFrame(topic_name, bags.namespace_of(topic_name), bags.stamp_ns(msg),
-                                     msg.header.frame_id, pixels, order))
+                pixels, order = _pixels(msg, msgtype, max_pixels)
+            except ValueError as e:  # InputError / ConfigError from the conversion
+                pixels, order = None, ""
+                if on_bad is not None:
+                    on_bad(f"{topic_name} at stamp {stamp}: {e}")
+            frames.append(InputFrame(topic_name, bags.namespace_of(topic_name), stamp, msg.header.frame_id,
+                                     pixels, order))
         yield frames
 
 
@@ -134,12 +153,17 @@ class OfflinePipeline:
         self._labelled: set[str] = set()
 
     def process(self, frames: list[InputFrame], out: bags.BagWriter) -> None:
+        for f in frames:  # every input is recorded, also one that could not be decoded (a dropped frame)
+            out.write(bags.topic(f.namespace, bags.INPUT_HEADER), bags.HEADER, bags.header(f.stamp, f.frame_id),
+                      f.stamp)
+        frames = [f for f in frames if f.pixels is not None]
+        if not frames:
+            return
         images = [(f.pixels, f.order) for f in frames]
         dets = self.detector(images) if self.detector is not None else [None] * len(frames)
         masks = self.segmenter(images) if self.segmenter is not None else [None] * len(frames)
         for f, d, m in zip(frames, dets, masks):
             ns = f.namespace
-            out.write(bags.topic(ns, bags.INPUT_HEADER), bags.HEADER, bags.header(f.stamp, f.frame_id), f.stamp)
             if d is not None:
                 if ns not in self._labelled:
                     self._labelled.add(ns)
@@ -172,6 +196,11 @@ def replay_offline(bag: str | Path, output: str | Path, detection_model: str, se
               "perception_edge.segmentation_model": cfg.segmentation.model,
               "perception_edge.config": json.dumps(cfg.values(), sort_keys=True)}
     summary = OfflineSummary(results)
+
+    def on_bad(reason: str) -> None:
+        summary.bad_frames += 1
+        print(f"offline replay: skipped a frame: {reason}", file=sys.stderr)
+
     bar = None
     if progress:
         from tqdm import tqdm
@@ -180,7 +209,7 @@ def replay_offline(bag: str | Path, output: str | Path, detection_model: str, se
     t0 = time.perf_counter()
     try:
         with bags.BagWriter(results, storage, custom_data=custom) as out:
-            for step in steps(bag, cams, cfg.sync.slop):
+            for step in steps(bag, cams, cfg.sync.slop, cfg.limits.max_image_pixels, on_bad):
                 pipeline.process(step, out)
                 summary.steps += 1
                 summary.frames += len(step)
