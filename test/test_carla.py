@@ -394,7 +394,8 @@ def test_carla_command_writes_results_bag_and_dataset(tmp_path, capsys):
               "lane_mask", "label_info", "replay/input"]
     assert set(info.topics) == {f"/carla/hero/{c}/{t}" for c in ("front", "front_left", "front_right") for t in per_ns}
     assert all(info.counts[t] == (1 if t.endswith("label_info") else 2) for t in info.topics)
-    assert info.custom_data["perception_edge.mode"] == "carla"
+    assert info.custom_data["perception_edge.mode"] == "carla" and set(info.custom_data) <= set(bags.CUSTOM_DATA_KEYS)
+    assert info.custom_data["perception_edge.detection_model"] == DET
     names: list[str] = []
     truth = bags.ground_truth(out / "results", names)
     assert len(truth) == 6 and sum(len(t.detections) for t in truth.values()) > 10

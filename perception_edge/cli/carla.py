@@ -17,6 +17,7 @@ frames, ground truth and predictions), the rosbag replay's report of it (`percep
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from perception_edge.core.errors import ConfigError
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None, carla_module=None) -> int:
     from perception_edge.sim.carla_loop import PipelineInference, run_loop
 
     opts = options(args)
+    custom = {"perception_edge.detection_model": args.detection_model,
+              "perception_edge.segmentation_model": args.segmentation_model}
     if args.ros:
         from perception_edge.carla_ros import RosResults
 
@@ -106,10 +109,12 @@ def main(argv: list[str] | None = None, carla_module=None) -> int:
     else:
         cfg = sections(args, opts.cameras)
 
+        custom["perception_edge.config"] = json.dumps(cfg.values(), sort_keys=True)
+
         def make():
             return PipelineInference(cfg)
     summary = run_loop(opts, make, args.frames, args.output, args.record_dataset, not args.no_progress,
-                       carla_module, args.sensor_timeout, compressed=args.compressed)
+                       carla_module, args.sensor_timeout, compressed=args.compressed, custom_data=custom)
     for line in summary.lines():
         print(line)
     if summary.dataset_frames:

@@ -300,6 +300,7 @@ class DatasetRecorder:
 def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], frames: int, output: str | Path,
              record_dataset: str | None = None, progress: bool = True, carla_module: Any = None,
              sensor_timeout: float = 5.0, storage: str = "mcap", warmup_ticks: int = 0, compressed: bool = False,
+             custom_data: dict[str, str] | None = None,
              log: Callable[[str], None] = lambda m: print(m, flush=True)) -> LoopSummary:
     """`frames` synchronous ticks of CARLA through `infer`; the results bag goes to OUTPUT/results.
 
@@ -333,7 +334,8 @@ def run_loop(options: SessionOptions, make_inference: Callable[[], Inference], f
                                                          for c in cams]),
                   "perception_edge.carla": json.dumps({"host": options.host, "port": options.port,
                                                        "town": options.town, "delta": options.delta,
-                                                       "seed": options.seed, "weather": options.weather})}
+                                                       "seed": options.seed, "weather": options.weather}),
+                  **(custom_data or {})}
         bar = None
         if progress:
             from tqdm import tqdm
