@@ -30,6 +30,7 @@ COMMANDS = {
     "replay": ("perception_edge.cli.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
     "generate-data": ("perception_edge.cli.generate_data", "main", "synthetic driving scenes with ground truth"),
     "import-carla": ("perception_edge.cli.import_carla", "main", "CARLA captures -> lane-mask dataset"),
+    "carla": ("perception_edge.cli.carla", "main", "the pipeline in lockstep with a CARLA server, scored online [carla]"),
     "train-seg": ("perception_edge.cli.train_seg", "main", "train a lane segmentation model (U-Net / DDRNet) [torch]"),
     "train-det": ("perception_edge.cli.train_det", "main", "train the YOLOv5 detector [torch]"),
 }
