@@ -25,7 +25,7 @@ setup(
     extras_require={
         "cpu": ["opencv-python-headless>=4.5", "onnxruntime>=1.15", "simplejpeg>=1.6"],
         "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
-        "tools": ["rosbags>=0.9", "tqdm"],
+        "tools": ["rosbags>=0.9", "tqdm", "matplotlib"],
         "test": ["pytest>=7", "pycocotools>=2.0"],
     },
     zip_safe=True,

@@ -4,7 +4,9 @@ between files, and imports that point one way through the layers (docs in README
     cli         perception_edge.cli: argparse + main per command; may import anything; nothing imports it
     tools       perception_edge.tools: deprecated aliases of old paths (cli layer); only tools imports tools
     apps        evaluation -> pipeline, backends, data, core; replay -> nodes, config, data, core;
-                engine_request -> backends, config, data, core; model_cache -> models, data, core
+                engine_request -> backends, config, data, core; model_cache -> models, data, core;
+                offline_replay -> pipeline, config, data, core (nodes.parameters: model paths);
+                bag_report -> data, core
     nodes       nodes -> pipeline, backends, config, core
     pipeline    pipeline -> backends, config, core
     training    training -> models, data, core
@@ -49,6 +51,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (f"{PKG}.replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.nodes")),
     (f"{PKG}.engine_request", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.backends")),
     (f"{PKG}.model_cache", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
+    # rosbag replay without middleware (models -> results bag), and the evaluation of results bags
+    (f"{PKG}.offline_replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.pipeline",
+                               f"{PKG}.nodes.parameters")),
+    (f"{PKG}.bag_report", (f"{PKG}.core", f"{PKG}.data")),
 ]
 CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",
                   "diagnostic_msgs", "onnxruntime", "onnx", "tensorrt", "pycuda", "cuda", "torch", "torchvision")
