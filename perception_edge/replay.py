@@ -30,6 +30,7 @@ on a simulated one; rclpy is imported only by Collector.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -439,7 +440,8 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
     items = timeline(source.open, source.start_ns, opt.rate, opt.start_offset, opt.loop)
     env = ros_environment(opt.launch)
     results = free_path(out, "results")
-    custom = {"perception_edge.kind": "results", "perception_edge.mode": "live", "perception_edge.source": source.name,
+    custom = {"perception_edge.kind": "results", "perception_edge.mode": "live", "perception_edge.source_bag": str(Path(source.name).resolve()),
+              "perception_edge.cameras": json.dumps(cameras),
               "perception_edge.rate": f"{opt.rate:g}", "perception_edge.lockstep": str(opt.lockstep).lower(),
               "perception_edge.detection_model": str(det_model), "perception_edge.segmentation_model": str(seg_model)}
     if any(a != b for a, b in remap.items()):
