@@ -473,6 +473,9 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
             bar = tqdm(total=total, desc="replay", unit="frame", dynamic_ncols=True)
         sent = _play(items, collector, remap, opt, check, bar)
         _drain(collector, check, opt.timeout)
+        if bar is not None:
+            bar.close()
+            bar = None
         log(f"replay: {sent} frames sent on {len(cameras)} topic(s); results bag {results}")
         if container is not None:
             rss = vm_rss_mb(container.pid)
