@@ -79,30 +79,18 @@ def camera_topics(bag: bags.BagInfo, topics: Sequence[str] | None = None) -> lis
 
 
 def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05) -> Iterator[list[InputFrame]]:
-    """Time steps of the bag's camera frames, streamed: a list of frames (in `topics` order, at most
-    one per topic) whose stamps lie within slop_s of the step's first frame."""
-    order = {t: i for i, t in enumerate(topics)}
-    slop_ns = int(round(slop_s * 1e9))
-    pending: dict[str, InputFrame] = {}
-    first = 0
-    for topic_name, msgtype, _, msg in bags.messages(bag, topics):
-        stamp = bags.stamp_ns(msg)
-        if pending and (topic_name in pending or abs(stamp - first) > slop_ns):
-            yield sorted(pending.values(), key=lambda f: order[f.topic])
-            pending = {}
-        try:
-            pixels, px_order = bags.pixels_from_msg(msg, msgtype)
-        except (ValueError, ConfigError) as e:
-            raise ConfigError(f"{bag}: {topic_name} at stamp {stamp}: {e}") from None
-        if not pending:
-            first = stamp
-        pending[topic_name] = InputFrame(topic_name, bags.namespace_of(topic_name), stamp, msg.header.frame_id,
-                                         pixels, px_order)
-        if len(pending) == len(topics):
-            yield sorted(pending.values(), key=lambda f: order[f.topic])
-            pending = {}
-    if pending:
-        yield sorted(pending.values(), key=lambda f: order[f.topic])
+    """Time steps of the bag's camera frames, streamed (data.bags.camera_steps: at most one frame
+    per topic, in `topics` order, stamps within slop_s of the step's first frame), decoded."""
+    for step in bags.camera_steps(bag, topics, slop_s):
+        frames = []
+        for topic_name, msgtype, _, msg in step:
+            try:
+                pixels, order = bags.pixels_from_msg(msg, msgtype)
+            except (ValueError, ConfigError) as e:
+                raise ConfigError(f"{bag}: {topic_name} at stamp {bags.stamp_ns(msg)}: {e}") from None
+            frames.append(InputFrame(topic_name, bags.namespace_of(topic_name), bags.stamp_ns(msg),
+                                     msg.header.frame_id, pixels, order))
+        yield frames
 
 
 def sections(topics: Sequence[str], detection_model: str, segmentation_model: str,

@@ -475,25 +475,62 @@ def cdr_header(data: bytes | memoryview) -> tuple[int, str, int]:
     return sec * 1_000_000_000 + nanosec, bytes(data[16:16 + n - 1]).decode("utf-8", "replace"), 16 + n
 
 
+def camera_steps(path: str | Path, topics: Sequence[str], slop_s: float = 0.05
+                 ) -> Iterator[list[tuple[str, str, int, Any]]]:
+    """The frames of `topics` grouped into time steps as the fusion node batches cameras, streamed
+    (one step held): messages(...) tuples, at most one per topic, in `topics` order, whose header
+    stamps lie within slop_s of the step's first frame. A topic seen again or a stamp past the slop
+    closes the step (a step may hold fewer topics; nothing is dropped)."""
+    order = {t: i for i, t in enumerate(topics)}
+    slop_ns = int(round(slop_s * 1e9))
+    pending: dict[str, tuple[str, str, int, Any]] = {}
+    first = 0
+    for item in messages(path, topics):
+        stamp = stamp_ns(item[3])
+        if pending and (item[0] in pending or abs(stamp - first) > slop_ns):
+            yield sorted(pending.values(), key=lambda m: order[m[0]])
+            pending = {}
+        if not pending:
+            first = stamp
+        pending[item[0]] = item
+        if len(pending) == len(order):
+            yield sorted(pending.values(), key=lambda m: order[m[0]])
+            pending = {}
+    if pending:
+        yield sorted(pending.values(), key=lambda m: order[m[0]])
+
+
 @dataclass
 class Truth:
     detections: Detections | None = None
     lane_mask: np.ndarray | None = None
 
 
-def ground_truth(path: str | Path, class_names: list[str]) -> dict[tuple[str, int], Truth]:
+def ground_truth(path: str | Path, class_names: list[str], mask_transform=None, progress: bool = False
+                 ) -> dict[tuple[str, int], Truth]:
     """{(namespace, stamp_ns): Truth} of a bag's ground_truth topics (class ids index class_names,
-    which is extended with names it lacks)."""
+    which is extended with names it lacks). mask_transform(mask) -> what Truth.lane_mask keeps
+    (e.g. PNG bytes, so that a long bag's masks stay small in memory); default the H x W array."""
     bag = info(path)
     wanted = [t for t in bag.topics if t.endswith("/" + GT_DETECTIONS) or t.endswith("/" + GT_LANE_MASK)]
     out: dict[tuple[str, int], Truth] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(bag.counts[t] for t in wanted), desc="ground truth", unit="msg")
     for t, _, _, msg in messages(path, wanted):
         if t.endswith(GT_DETECTIONS):
             ns = t[: -len(GT_DETECTIONS) - 1]
             out.setdefault((ns, stamp_ns(msg)), Truth()).detections = detections_from_msg(msg, class_names)
         else:
             ns = t[: -len(GT_LANE_MASK) - 1]
-            out.setdefault((ns, stamp_ns(msg)), Truth()).lane_mask = mono8_from_msg(msg)
+            mask = mono8_from_msg(msg)
+            out.setdefault((ns, stamp_ns(msg)), Truth()).lane_mask = mask_transform(mask) if mask_transform else mask
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return out
 
 
