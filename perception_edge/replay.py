@@ -51,6 +51,7 @@ from perception_edge.data import bags
 LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml"
 OUTPUTS = {"detections": bags.DETECTIONS, "lane_mask": bags.IMAGE, "label_info": bags.LABEL_INFO}
 QOS_CHOICES = ("recorded", "sensor_data", "reliable")
+DRAIN_IDLE = 3.0  # seconds without an output after the last frame: the frames still awaited were dropped
 START_TIMEOUT = 120.0  # seconds for the container to load its models and subscribe (a busy 2-core machine)
 NS = 1_000_000_000
 
@@ -309,6 +310,7 @@ class Collector:
         self.pending: collections.OrderedDict[tuple[str, int], set[str]] = collections.OrderedDict()
         self.max_pending = max_pending
         self.received = 0
+        self.last_output = 0.0  # monotonic time of the last awaited output
         self._raw_ok = True
         results = _qos("default")
         results.depth = 50
@@ -337,6 +339,7 @@ class Collector:
         self.received += 1
         where = self.output_topics.get(topic)
         if where is not None and where[1] in self.expected:
+            self.last_output = time.monotonic()
             stamp, _, _ = bags.cdr_header(data)
             missing = self.pending.get((where[0], stamp))
             if missing is not None:
@@ -584,10 +587,17 @@ def _play(items: Iterator[Item], collector: Collector, remap: dict[str, str], op
     return sent
 
 
-def _drain(collector: Collector, check, timeout: float) -> None:
-    """After the last frame: until every frame's results arrived (or `timeout`), then a moment for
-    the outputs in flight that were not awaited (label_info, /diagnostics)."""
-    _spin_until(collector, check, lambda: not collector.pending, timeout)
+def _drain(collector: Collector, check, timeout: float, idle: float = DRAIN_IDLE) -> None:
+    """After the last frame: until every frame's results arrived, or `timeout`, or nothing came for
+    `idle` seconds (the frames still awaited were dropped), then a moment for the outputs in flight
+    that were not awaited (label_info, /diagnostics)."""
+    start = time.monotonic()
+
+    def done() -> bool:
+        quiet = time.monotonic() - max(start, collector.last_output) > idle
+        return not collector.pending or quiet
+
+    _spin_until(collector, check, done, timeout)
     _spin_until(collector, check, lambda: False, 0.3)
 
 

@@ -24,7 +24,7 @@ DET_MODEL = REPO / "models" / "det_yolov5_synth.onnx"
 SEG_MODEL = REPO / "models" / "lane_unet.onnx"
 # the replayed drive: 3 cameras at 1280x720, 2 Hz -- a rate the container sustains on 2 shared cores
 # without dropping a frame (measured: 3 x 1280x720 at 2 Hz, p50 end-to-end 430 ms, nothing dropped)
-DEMO_STEPS, DEMO_FPS, DEMO_SIZE = 24, 1.5, (1280, 720)
+DEMO_STEPS, DEMO_FPS, DEMO_SIZE = 24, 1.0, (1280, 720)
 
 
 def _ros_available() -> str | None:

@@ -103,17 +103,19 @@ def report(results: Path, ground_truth: str | None, out: Path, video: bool, prog
 
 
 def print_report_summary(summary: dict, folder: Path) -> None:
+    """The headline figures of bag_report.evaluate_bag's report, and where it is."""
     det = summary.get("detection") or {}
-    lane = summary.get("lane") or {}
-    figures = []
-    for key, label in (("map50", "mAP@0.5"), ("map50_95", "mAP@0.5:0.95")):
-        if isinstance(det.get(key), (int, float)):
-            figures.append(f"{label} {det[key]:.3f}")
-    if isinstance(lane.get("iou"), (int, float)):
-        figures.append(f"lane IoU {lane['iou']:.3f}")
+    lane = (summary.get("lane") or {}).get("iou") or {}
+    figures = [f"{label} {det[key]:.3f}" for key, label in (("map50", "mAP@0.5"), ("map50_95", "mAP@0.5:0.95"),
+                                                           ("precision", "precision"), ("recall", "recall"))
+               if isinstance(det.get(key), (int, float))]
+    figures += [f"{name} IoU {v:.3f}" for name, v in lane.items() if name != "background" and isinstance(v, (int, float))]
     if figures:
-        print("report: " + ", ".join(figures))
-    print(f"report: {folder / 'report.md'} (JSON, plots, video alongside)")
+        print(f"report vs ground truth ({det.get('frames', 0)} frames): " + ", ".join(figures))
+    files = summary.get("files") or {}
+    print(f"report: {files.get('report.md', folder / 'report.md')}" +
+          (f"; video: {files['replay.mp4']}" if "replay.mp4" in files else "") +
+          f"; plots: {len([f for f in files if f.endswith('.png')])} PNG in {folder}")
 
 
 def main(argv: list[str] | None = None) -> int:
