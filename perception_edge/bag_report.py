@@ -26,6 +26,7 @@ Memory: detections of the whole bag (small) and the lane masks PNG-encoded (a fe
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -64,6 +65,13 @@ def _output_ns(topic: str, name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _info(path: str) -> bags.BagInfo:
+    """bags.info, once per bag and evaluation (rosbags parses metadata.yaml's QoS profiles slowly:
+    ~0.4 s per opening of a 13-topic bag)."""
+    return bags.info(path)
+
+
 def _has_truth(info: bags.BagInfo) -> bool:
     return any(t.endswith("/" + bags.GT_DETECTIONS) or t.endswith("/" + bags.GT_LANE_MASK) for t in info.topics)
 
@@ -75,7 +83,7 @@ def _frame_topics(info: bags.BagInfo) -> list[str]:
 def truth_bag(results: bags.BagInfo, ground_truth: str | None) -> str | None:
     """Where the ground truth is: --ground-truth, else the results bag, else its source bag."""
     if ground_truth:
-        gt = bags.info(ground_truth)
+        gt = _info(str(ground_truth))
         if not _has_truth(gt):
             raise ConfigError(f"{ground_truth}: no <ns>/{bags.GT_DETECTIONS} or <ns>/{bags.GT_LANE_MASK} topics; "
                               f"topics: {gt.listing()}")
@@ -85,7 +93,7 @@ def truth_bag(results: bags.BagInfo, ground_truth: str | None) -> str | None:
     source = results.custom_data.get("perception_edge.source_bag")
     if source and Path(source).exists():
         try:
-            if _has_truth(bags.info(source)):
+            if _has_truth(_info(source)):
                 return source
         except ConfigError:
             return None
@@ -135,26 +143,22 @@ class Collected:
 
 
 def collect(results: str, progress: bool = False) -> Collected:
-    info = bags.info(results)
-    labels = [t for t in info.topics if _output_ns(t, "label_info") is not None and info.topics[t] == bags.LABEL_INFO]
-    names: list[str] = []
-    threshold = None
-    for _, _, _, msg in bags.messages(results, labels[:1]):
-        names = [c.class_name for c in sorted(msg.class_map, key=lambda c: c.class_id)]
-        threshold = float(msg.threshold)
-        break
+    """One pass over a results bag: detections, lane masks (PNG), log times, the label_info."""
+    info = _info(str(results))
     want: dict[str, tuple[str, str]] = {}
     for t, ty in info.topics.items():
         for kind, msgtype in (("detections", bags.DETECTIONS), ("lane_mask", bags.IMAGE),
-                              (bags.INPUT_HEADER, bags.HEADER)):
+                              (bags.INPUT_HEADER, bags.HEADER), ("label_info", bags.LABEL_INFO)):
             ns = _output_ns(t, kind)
             if ns is not None and ty == msgtype:
                 want[t] = (ns, kind)
-    if not any(k in ("detections", "lane_mask") for _, k in want.values()):
+    if not any(k in OUTPUTS for _, k in want.values()):
         raise ConfigError(f"{results}: no <ns>/detections or <ns>/lane_mask topics (not a results bag); "
                           f"topics: {info.listing()}")
-    out = Collected(info, names, threshold)
-    out.namespaces = sorted({ns for ns, _ in want.values()})
+    seen: list[str] = []  # class names in the order the detections name them
+    labels: list[str] | None = None
+    out = Collected(info, seen, None)
+    out.namespaces = sorted({ns for ns, k in want.values() if k != "label_info"})
     bar = None
     if progress:
         from tqdm import tqdm
@@ -162,20 +166,31 @@ def collect(results: str, progress: bool = False) -> Collected:
         bar = tqdm(total=sum(info.counts[t] for t in want), desc="results bag", unit="msg")
     for t, _, log_ns, msg in bags.messages(results, list(want)):
         ns, kind = want[t]
+        if bar is not None:
+            bar.update(1)
+        if kind == "label_info":
+            if labels is None:
+                labels = [c.class_name for c in sorted(msg.class_map, key=lambda c: c.class_id)]
+                out.threshold = float(msg.threshold)
+            continue
         stamp = msg.stamp if kind == bags.INPUT_HEADER else msg.header.stamp  # a Header, or a message with one
         key = (ns, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
         if kind == bags.INPUT_HEADER:
             out.inputs[key] = log_ns
         elif kind == "detections":
-            out.detections[key] = bags.detections_from_msg(msg, out.class_names)
+            out.detections[key] = bags.detections_from_msg(msg, seen)
             out.output_logs[kind][key] = log_ns
         else:
             out.masks[key] = _png(bags.mono8_from_msg(msg))
             out.output_logs[kind][key] = log_ns
-        if bar is not None:
-            bar.update(1)
     if bar is not None:
         bar.close()
+    if labels is not None:  # class ids as the model numbers them (label_info), names it lacks after
+        names = labels + [n for n in seen if n not in labels]
+        remap = np.array([names.index(n) for n in seen] or [0], np.int64)
+        out.detections = {k: Detections(d.boxes, d.scores, remap[d.class_ids] if len(d) else d.class_ids, names)
+                          for k, d in out.detections.items()}
+        out.class_names = names
     return out
 
 
@@ -364,7 +379,7 @@ def video_source(c: Collected, truth_path: str | None) -> str | None:
         if not path or not Path(path).exists():
             continue
         try:
-            info = c.info if path == c.info.path else bags.info(path)
+            info = c.info if path == c.info.path else _info(str(path))
         except ConfigError:
             continue
         if _frame_topics(info):
@@ -384,7 +399,7 @@ def _tile(rgb: np.ndarray, caption: str, width: int) -> np.ndarray:
 def write_video(c: Collected, frames_bag: str, path: Path, progress: bool = False) -> int:
     """Annotated MP4 (mp4v) of the replay: per time step the cameras side by side with their
     detections and lane masks drawn; returns the frames written."""
-    info = c.info if frames_bag == c.info.path else bags.info(frames_bag)
+    info = c.info if frames_bag == c.info.path else _info(str(frames_bag))
     topics = [t for t in _frame_topics(info) if bags.namespace_of(t) in set(c.namespaces)] or _frame_topics(info)
     namespaces = [bags.namespace_of(t) for t in topics]
     steps_total = max(info.counts.get(t, 0) for t in topics)

@@ -415,6 +415,8 @@ def messages(path: str | Path, topics: Sequence[str], start_ns: int | None = Non
              stop_ns: int | None = None) -> Iterator[tuple[str, str, int, Any]]:
     """(topic, msgtype, log_ns, deserialized message) of `topics` in log-time order, one at a time
     (nothing is held beyond the current message)."""
+    if not topics:  # (rosbags reads every connection when given none)
+        return
     with open_bag(path) as reader:
         conns = [c for c in reader.connections if c.topic in set(topics)]
         kwargs = {}
@@ -429,6 +431,8 @@ def messages(path: str | Path, topics: Sequence[str], start_ns: int | None = Non
 def raw_messages(path: str | Path, topics: Sequence[str], start_ns: int | None = None,
                  stop_ns: int | None = None) -> Iterator[tuple[str, str, int, bytes]]:
     """As messages(), with the CDR bytes instead of deserialized messages (for republishing)."""
+    if not topics:  # (rosbags reads every connection when given none)
+        return
     with open_bag(path) as reader:
         conns = [c for c in reader.connections if c.topic in set(topics)]
         kwargs = {}
