@@ -311,6 +311,7 @@ class Collector:
         self.max_pending = max_pending
         self.received = 0
         self.last_output = 0.0  # monotonic time of the last awaited output
+        self.local_receive_times = 0  # messages logged at callback time (no usable middleware receive time)
         self._raw_ok = True
         results = _qos("default")
         results.depth = 50
@@ -319,22 +320,32 @@ class Collector:
             for kind, msgtype in OUTPUTS.items():
                 topic = output_topic(t, kind)
                 self.output_topics[topic] = (camera_namespace(t), kind)
-                self.node.create_subscription(_msg_class(msgtype), topic,
-                                              lambda data, info, topic=topic, mt=msgtype: self._record(topic, mt, data, info),
-                                              _qos("latched") if kind == "label_info" else results, raw=True)
-        from diagnostic_msgs.msg import DiagnosticArray
+                self._subscribe(topic, msgtype, _qos("latched") if kind == "label_info" else results)
+        self._subscribe("/diagnostics", bags.DIAGNOSTICS, results)
 
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", lambda data, info: self._record(
-            "/diagnostics", bags.DIAGNOSTICS, data, info), results, raw=True)
+    def _subscribe(self, topic: str, msgtype: str, qos) -> None:
+        """A raw subscription recording into the bag; with the middleware's MessageInfo (receive
+        time) where rclpy passes it (Iron and newer; Humble calls with the message alone)."""
+        from perception_edge.nodes.fusion import message_info_callbacks
+
+        if message_info_callbacks():
+            def callback(data, info):
+                self._record(topic, msgtype, data, info)
+        else:
+            def callback(data):
+                self._record(topic, msgtype, data, None)
+        self.node.create_subscription(_msg_class(msgtype), topic, callback, qos, raw=True)
 
     def _record(self, topic: str, msgtype: str, data: bytes, info: Any) -> None:
         now = time.time_ns()
         try:  # the middleware's receive time (wall clock) where it gives one
             recv = int(info["received_timestamp"])
-            if not 0 < now - recv < 10 * NS:
+            if not 0 <= now - recv < 10 * NS:
                 recv = now
+                self.local_receive_times += 1
         except (KeyError, TypeError, ValueError):
             recv = now
+            self.local_receive_times += 1
         self.writer.write_raw(topic, msgtype, data, recv)
         self.received += 1
         where = self.output_topics.get(topic)
@@ -480,6 +491,9 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
             bar.close()
             bar = None
         log(f"replay: {sent} frames sent on {len(cameras)} topic(s); results bag {results}")
+        if collector.local_receive_times:
+            log(f"  {collector.local_receive_times} of {collector.received} outputs logged at callback time "
+                "(no middleware receive time)")
         if container is not None:
             rss = vm_rss_mb(container.pid)
             if rss is not None:
