@@ -22,8 +22,8 @@ from perception_edge.model_cache import DRIVING, REPO, yolov5_onnx
 
 DET_MODEL = REPO / "models" / "det_yolov5_synth.onnx"
 SEG_MODEL = REPO / "models" / "lane_unet.onnx"
-# the replayed drive: 3 cameras at 1280x720, 2 Hz -- a rate the container sustains on 2 shared cores
-# without dropping a frame (measured: 3 x 1280x720 at 2 Hz, p50 end-to-end 430 ms, nothing dropped)
+# the replayed drive: 3 cameras at 1280x720, 1 Hz -- a rate the container sustains on 2 shared cores
+# without dropping a frame (measured at load 7: p50 end-to-end 450 ms, p99 720 ms; 1.5-2 Hz dropped a few)
 DEMO_STEPS, DEMO_FPS, DEMO_SIZE = 24, 1.0, (1280, 720)
 
 
