@@ -280,11 +280,13 @@ def test_a_dead_container_ends_the_replay_with_its_reason(gt_bag, tmp_path):
     assert "missing.onnx" in proc.stderr and "container.log" in proc.stderr
 
 
-def test_remap_clock_and_lockstep(gt_bag, tmp_path):
-    """--remap renames the topic (and so the output namespace); --clock publishes the bag time on
-    /clock and the container runs on it (its /diagnostics stamps are bag time); --lockstep scores
-    every frame."""
-    proc = replay_process([str(gt_bag), "--topics", "/front/image_raw", "--remap", "/front/image_raw:=/cam_x/image_raw",
+def test_compressed_images_remap_clock_and_lockstep(tmp_path):
+    """CompressedImage topics are republished as recorded; --remap renames the topic (and so the
+    output namespace); --clock publishes the bag time on /clock and the container runs on it (its
+    /diagnostics stamps are bag time); --lockstep scores every frame; --limit stops early."""
+    bag = tmp_path / "compressed"
+    bags.write_synthetic_bag(bag, 4, SIZE, seed=3, cameras=("front",), fps=FPS, compressed=True)
+    proc = replay_process([str(bag), "--remap", "/front/image_raw/compressed:=/cam_x/image_raw/compressed",
                            "--clock", "--lockstep", "--limit", "3", "--segmentation-model", "",
                            "--detection-model", str(DET), "--output", str(tmp_path / "out"), "--no-report"],
                           tmp_path, 2)
@@ -293,8 +295,51 @@ def test_remap_clock_and_lockstep(gt_bag, tmp_path):
     info = bags.info(results)
     assert info.counts["/cam_x/detections"] == 3 and info.counts["/cam_x/replay/input"] == 3
     assert not any(t.startswith("/front") for t in info.topics)
-    stamps = sorted(bags.stamp_ns(m) for _, _, _, m in bags.messages(results, ["/cam_x/detections"]))
-    assert stamps == [bags.SYNTHETIC_START_NS + k * S for k in range(3)]
+    dets = [m for _, _, _, m in bags.messages(results, ["/cam_x/detections"])]
+    assert [bags.stamp_ns(m) for m in dets] == [bags.SYNTHETIC_START_NS + k * S for k in range(3)]
+    assert {m.header.frame_id for m in dets} == {"front_optical"} and sum(len(m.detections) for m in dets) > 0
     diag = [bags.stamp_ns(m) for _, _, _, m in bags.messages(results, ["/diagnostics"])]
-    in_bag_time = [t for t in diag if bags.SYNTHETIC_START_NS <= t <= bags.SYNTHETIC_START_NS + STEPS * S]
+    in_bag_time = [t for t in diag if bags.SYNTHETIC_START_NS <= t <= bags.SYNTHETIC_START_NS + 10 * S]
     assert in_bag_time and all(t == 0 or t in in_bag_time for t in diag), diag
+
+
+def test_a_container_dying_during_the_replay_ends_it_with_its_exit_code(gt_bag, tmp_path, monkeypatch):
+    """The container is checked while every step waits, not only at start: it is killed after the
+    first frame went out, and the replay stops at once (ContainerDied naming the exit code)."""
+    pytest.importorskip("rclpy")
+    pytest.importorskip("vision_msgs.msg")
+    import signal
+
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("finds the container process through /proc")
+    for k, v in ros_env(tmp_path, 3).items():
+        if k.startswith("ROS_") or k == "FASTDDS_DEFAULT_PROFILES_FILE":
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(replay.LARGE_FRAMES_PROFILE))
+    source = replay.bag_source(gt_bag)
+    opened = source.open
+
+    def container_pids() -> list[int]:
+        me = os.getpid()
+        pids = []
+        for p in Path("/proc").iterdir():
+            try:
+                stat = (p / "stat").read_text()
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if p.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == me and b"nodes.container" in cmd:
+                pids.append(int(p.name))
+        return pids
+
+    def killing(start):
+        for k, msg in enumerate(opened(start)):
+            if k == 1:
+                for pid in container_pids():
+                    os.kill(pid, signal.SIGKILL)
+            yield msg
+
+    source.open = killing
+    with pytest.raises(replay.ContainerDied, match="exited with code -9"):
+        replay.run(source, tmp_path / "out", str(DET), str(SEG), replay.Options(progress=False), log=lambda s: None)
+    assert (tmp_path / "out" / "results" / "metadata.yaml").is_file()  # what was recorded is kept
