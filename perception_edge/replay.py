@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -412,7 +412,6 @@ class Options:
     config_file: str | None = None
     progress: bool = True
     storage: str = "mcap"
-    extra_params: dict[str, Any] = field(default_factory=dict)
 
 
 def free_path(folder: Path, name: str) -> Path:
@@ -471,10 +470,6 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
             input_qos = "sensor_data" if "sensor_data" in qos.values() else "reliable"
             params = write_params(Path(tempfile.mkdtemp(prefix="replay_")) / "replay.yaml", cameras, str(det_model),
                                   str(seg_model), opt.config_file, input_qos)
-            if opt.extra_params:
-                values = config.load_file(str(params))
-                values.update(opt.extra_params)
-                config.write_ros_params(params, values)
             container = Container(params, out / "container.log", env,
                                   ["-p", "use_sim_time:=true"] if opt.clock else [])
         collector = Collector(publish, writer, clock=opt.clock)
