@@ -35,7 +35,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +70,7 @@ class Source:
     open: Callable[[int | None], Iterator[RawMessage]]
     frames: int | None = None  # image messages in one pass (None: unknown)
     ground_truth: str | None = None  # the bag, when it carries ground_truth topics
+    bag: bool = True  # a rosbag (else a video / image folder)
 
 
 def bag_source(path: str | Path, topics: Sequence[str] | None = None) -> Source:
@@ -106,7 +106,7 @@ def frames_source(path: str, topic: str = "/cam/image_raw", frame_id: str = "cam
             msg = bags.image_msg(to_rgb(pixels, order), t, frame_id, "rgb8")
             yield topic, bags.IMAGE, t, bytes(bags.typestore().serialize_cdr(msg, bags.IMAGE))
 
-    return Source(path, {topic: bags.IMAGE}, {topic: "default"}, base, messages)
+    return Source(path, {topic: bags.IMAGE}, {topic: "default"}, base, messages, bag=False)
 
 
 # -- timing (pure: tested on a simulated clock) -----------------------------------------------------
@@ -274,8 +274,9 @@ def _msg_class(msgtype: str):
 def _qos(kind: str):
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+    best_effort = kind == "sensor_data"
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth={"sensor_data": 5, "latched": 1}.get(kind, 10),
-                      reliability=ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if kind == "latched" else DurabilityPolicy.VOLATILE)
 
 
@@ -453,10 +454,14 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
     items = timeline(source.open, source.start_ns, opt.rate, opt.start_offset, opt.loop)
     env = ros_environment(opt.launch)
     results = free_path(out, "results")
-    custom = {"perception_edge.kind": "results", "perception_edge.mode": "live", "perception_edge.source_bag": str(Path(source.name).resolve()),
-              "perception_edge.cameras": json.dumps(cameras),
-              "perception_edge.rate": f"{opt.rate:g}", "perception_edge.lockstep": str(opt.lockstep).lower(),
-              "perception_edge.detection_model": str(det_model), "perception_edge.segmentation_model": str(seg_model)}
+    custom = {"perception_edge.kind": "results", "perception_edge.mode": "live",
+              "perception_edge.cameras": json.dumps(cameras), "perception_edge.rate": f"{opt.rate:g}",
+              "perception_edge.lockstep": str(opt.lockstep).lower(), "perception_edge.detection_model": str(det_model),
+              "perception_edge.segmentation_model": str(seg_model)}
+    if source.bag:  # where bag_report finds ground truth and frames
+        custom["perception_edge.source_bag"] = str(Path(source.name).resolve())
+    else:
+        custom["perception_edge.source"] = source.name
     if any(a != b for a, b in remap.items()):
         custom["perception_edge.remap"] = ",".join(f"{a}:={b}" for a, b in remap.items() if a != b)
     container = None
@@ -468,8 +473,8 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
             if not det_model and not seg_model:
                 raise ConfigError("nothing to run: give a detection and/or a segmentation model")
             input_qos = "sensor_data" if "sensor_data" in qos.values() else "reliable"
-            params = write_params(Path(tempfile.mkdtemp(prefix="replay_")) / "replay.yaml", cameras, str(det_model),
-                                  str(seg_model), opt.config_file, input_qos)
+            params = write_params(out / "container_params.yaml", cameras, str(det_model), str(seg_model),
+                                  opt.config_file, input_qos)
             container = Container(params, out / "container.log", env,
                                   ["-p", "use_sim_time:=true"] if opt.clock else [])
         collector = Collector(publish, writer, clock=opt.clock)

@@ -5,10 +5,10 @@ A small ground-truth bag (3 cameras x 8 steps, 640x360, 1 Hz: data.bags.write_sy
 LIVE -- `perception-edge replay` in a process of its own, which starts perception_container as another
 process; frames and results cross Fast DDS in this test's own ROS_DOMAIN_ID -- and OFFLINE (the same
 models without middleware). Both results bags are scored against the bag's ground truth with the
-project's metrics; the thresholds come from the bundled models' figures (models/README.md: mAP@0.5
-0.869, lane IoU 0.915 on 256 scenes at conf 0.001; 0.79 / 0.93 on this bag) less a margin for 24
-frames at the operating threshold (conf 0.25); the report is the project's (bag_report.evaluate_bag). No frame may be dropped at the bag's rate, and live and offline detections
-must agree. The pacing logic is tested on a simulated clock (no timed assertions anywhere).
+project's report (bag_report.evaluate_bag); the thresholds come from the bundled models' figures
+(models/README.md: mAP@0.5 0.869, lane IoU 0.915 on 256 scenes at conf 0.001; 0.79 / 0.93 on this
+bag) less a margin for 24 frames at the operating threshold (conf 0.25). No frame may be dropped at
+the bag's rate, and live and offline detections must agree. The pacing logic is tested on a simulated clock (no timed assertions anywhere).
 """
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def source_of(args: argparse.Namespace, out: Path):
         return replay.frames_source(path)
     w, h = (int(v) for v in args.size.lower().split("x"))
     bag = replay.free_path(out, "input")
-    print(f"writing a {args.synthetic}-step 3-camera synthetic drive ({w}x{h}, {args.fps:g} Hz) with ground truth: {bag}")
+    print(f"writing a {args.synthetic}-step 3-camera synthetic drive ({w}x{h}, {args.fps:g} Hz) with ground truth: "
+          f"{bag}")
     bags.write_synthetic_bag(bag, args.synthetic, (w, h), args.seed, fps=args.fps, progress=not args.quiet)
     return replay.bag_source(bag, topics)
 
@@ -109,7 +110,8 @@ def print_report_summary(summary: dict, folder: Path) -> None:
     figures = [f"{label} {det[key]:.3f}" for key, label in (("map50", "mAP@0.5"), ("map50_95", "mAP@0.5:0.95"),
                                                            ("precision", "precision"), ("recall", "recall"))
                if isinstance(det.get(key), (int, float))]
-    figures += [f"{name} IoU {v:.3f}" for name, v in lane.items() if name != "background" and isinstance(v, (int, float))]
+    figures += [f"{name} IoU {v:.3f}" for name, v in lane.items()
+                if name != "background" and isinstance(v, (int, float))]
     if figures:
         print(f"report vs ground truth ({det.get('frames', 0)} frames): " + ", ".join(figures))
     files = summary.get("files") or {}
@@ -131,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.offline:
         from perception_edge.offline_replay import run_offline
 
-        from perception_edge.data.frame_sources import source_kind
-
-        if source_kind(source.name) != "rosbag":
-            raise ConfigError(f"--offline replays rosbags; {source.name} is a {source_kind(source.name)}")
+        if not source.bag:
+            raise ConfigError(f"--offline replays rosbags; {source.name} is not one")
         results = run_offline(source.name, out, args.detection_model, args.segmentation_model,
                               list(source.topics), args.config, progress=not args.quiet)
         print(f"offline replay: results bag {results}")
