@@ -8,7 +8,8 @@ models without middleware). Both results bags are scored against the bag's groun
 project's report (bag_report.evaluate_bag); the thresholds come from the bundled models' figures
 (models/README.md: mAP@0.5 0.869, lane IoU 0.915 on 256 scenes at conf 0.001; 0.79 / 0.93 on this
 bag) less a margin for 24 frames at the operating threshold (conf 0.25). No frame may be dropped at
-the bag's rate, and live and offline detections must agree. The pacing logic is tested on a simulated clock (no timed assertions anywhere).
+the bag's rate, and live and offline detections must agree. The pacing logic is tested on a
+simulated clock (no timed assertions anywhere).
 """
 from __future__ import annotations
 
