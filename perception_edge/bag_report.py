@@ -13,8 +13,9 @@ carries the frames and the ground truth). The report pairs predictions with grou
   that of the deployed operating point, below the `evaluate MODEL` figure (scored at conf 0.001);
 - lane: IoU per class over all pixels of all paired frames, and per frame over time;
 - timing per camera: end-to-end latency p50/p90/p99 (log time of the frame's last output minus the
-  log time of its replay/input; n/a for offline bags, whose outputs are logged at the input stamp),
-  dropped frames (inputs without every output) and output rates (Hz, from log times).
+  log time of its replay/input -- or, in a bag without replay/input such as a CARLA run, of the
+  camera frame itself; n/a for offline bags, whose outputs are logged at the input stamp), dropped
+  frames (inputs without every output) and output rates (Hz, from log times).
 
 Ground truth comes from --ground-truth, else the results bag itself, else the source bag named in
 its custom_data. Written to the output directory (default: the directory holding the results bag):
@@ -152,6 +153,11 @@ def collect(results: str, progress: bool = False) -> Collected:
             ns = _output_ns(t, kind)
             if ns is not None and ty == msgtype:
                 want[t] = (ns, kind)
+    with_inputs = {ns for ns, k in want.values() if k == bags.INPUT_HEADER}
+    for t in _frame_topics(info):  # no replay/input (a CARLA run): the camera frames are the inputs
+        ns = bags.namespace_of(t)
+        if ns not in with_inputs and any(k in OUTPUTS and n == ns for n, k in want.values()):
+            want[t] = (ns, "frame")
     if not any(k in OUTPUTS for _, k in want.values()):
         raise ConfigError(f"{results}: no <ns>/detections or <ns>/lane_mask topics (not a results bag); "
                           f"topics: {info.listing()}")
@@ -175,7 +181,7 @@ def collect(results: str, progress: bool = False) -> Collected:
             continue
         stamp = msg.stamp if kind == bags.INPUT_HEADER else msg.header.stamp  # a Header, or a message with one
         key = (ns, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
-        if kind == bags.INPUT_HEADER:
+        if kind in (bags.INPUT_HEADER, "frame"):
             out.inputs[key] = log_ns
         elif kind == "detections":
             out.detections[key] = bags.detections_from_msg(msg, seen)
@@ -307,6 +313,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, axes: Sequence[Any] = ()) -> str:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
 def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = None) -> list[str]:
     """PNG plots of the report's plot data; returns the file names written."""
     data = report.get("_plot", {})
@@ -336,10 +352,7 @@ def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = N
         for ax in axes.ravel()[len(names):]:
             ax.axis("off")
         fig.suptitle(f"precision-recall at IoU 0.5 (mAP@0.5 {report['detection']['map50']:.3f})")
-        fig.tight_layout()
-        fig.savefig(out / "pr_curves.png", dpi=90)
-        plt.close(fig)
-        written.append("pr_curves.png")
+        written.append(_save(plt, fig, out / "pr_curves.png"))
     if data.get("latency"):
         fig, (hist, time_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
         for ns, series in sorted(data["latency"].items()):
@@ -349,13 +362,7 @@ def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = N
             time_ax.plot([(s - t0) / 1e9 for s, _ in series], values, ".-", ms=3, label=ns)
         hist.set(title="end-to-end latency", xlabel="ms", ylabel="frames")
         time_ax.set(title="latency over time", xlabel="stamp (s from first frame)", ylabel="ms")
-        for ax in (hist, time_ax):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=90)
-        plt.close(fig)
-        written.append("latency.png")
+        written.append(_save(plt, fig, out / "latency.png", (hist, time_ax)))
     if data.get("lane_iou"):
         fig, ax = plt.subplots(figsize=(8, 3.5))
         t0 = min(s for series in data["lane_iou"].values() for s, _ in series)
@@ -363,12 +370,7 @@ def plots(report: dict[str, Any], out: Path, baseline: dict[str, Any] | None = N
             ax.plot([(s - t0) / 1e9 for s, _ in series], [v for _, v in series], ".-", ms=3, label=ns)
         ax.set(title=f"lane-marking IoU per frame (all frames: {report['lane']['iou'].get('lane_marking', 0):.3f})",
                xlabel="stamp (s from first frame)", ylabel="IoU", ylim=(0, 1.02))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "lane_iou.png", dpi=90)
-        plt.close(fig)
-        written.append("lane_iou.png")
+        written.append(_save(plt, fig, out / "lane_iou.png", (ax,)))
     return written
 
 

@@ -6,7 +6,9 @@ The bag's camera image topics (sensor_msgs/Image and CompressedImage, image_tran
 and grouped into time steps as the fusion node batches them: frames of different cameras whose
 header stamps lie within `sync.slop` of the step's first frame form one step (a camera seen again,
 or a stamp past the slop, closes the step; a step may therefore hold fewer cameras, and nothing is
-dropped). Each step runs through the same Detector and Segmenter (pipeline.from_config with the one
+dropped; a message that cannot be decoded, or is larger than limits.max_image_pixels, is reported
+in one line and recorded as an input without outputs, as the container counts a bad message and
+goes on). Each step runs through the same Detector and Segmenter (pipeline.from_config with the one
 config schema), once per model for all cameras of the step (a batch), and is written to a results
 bag (perception_edge.data.bags layout) with the topics the container publishes:
 
@@ -14,6 +16,7 @@ bag (perception_edge.data.bags layout) with the topics the container publishes:
     <ns>/lane_mask    sensor_msgs/Image mono8        class id per pixel, source size, same header
     <ns>/label_info   vision_msgs/LabelInfo          latched, once per camera (threshold in use)
     <ns>/replay/input std_msgs/Header                the input frame's header, one per frame
+    <ns>/instance_mask sensor_msgs/Image mono16      instance-segmentation detectors only
 
 Log time is the input's header stamp for every message (offline there is no latency to keep), so
 reruns are bit-identical. metadata.yaml's custom_data names the models, the configuration and the
@@ -22,6 +25,7 @@ source bag (bag_report.evaluate_bag reads ground truth and frames from it). Memo
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +46,7 @@ class InputFrame:
     namespace: str
     stamp: int  # header stamp, ns
     frame_id: str
-    pixels: np.ndarray
+    pixels: np.ndarray | None  # None: the message could not be decoded (counted, no outputs)
     order: str  # "rgb" | "bgr"
 
 
@@ -52,6 +56,7 @@ class OfflineSummary:
     steps: int = 0
     frames: int = 0
     seconds: float = 0.0  # reading, inference and writing (models loaded before)
+    bad_frames: int = 0  # messages that could not be decoded: recorded as inputs without outputs
     per_topic: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -78,18 +83,33 @@ def camera_topics(bag: bags.BagInfo, topics: Sequence[str] | None = None) -> lis
     return found
 
 
-def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05) -> Iterator[list[InputFrame]]:
+def _pixels(msg, msgtype: str, max_pixels: int) -> tuple[np.ndarray, str]:
+    from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
+
+    if msgtype == bags.COMPRESSED:
+        return compressed_to_pixels(msg.format, msg.data, max_pixels)
+    return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data, max_pixels)
+
+
+def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05, max_pixels: int = 1 << 24,
+          on_bad=None) -> Iterator[list[InputFrame]]:
     """Time steps of the bag's camera frames, streamed (data.bags.camera_steps: at most one frame
-    per topic, in `topics` order, stamps within slop_s of the step's first frame), decoded."""
+    per topic, in `topics` order, stamps within slop_s of the step's first frame), decoded as the
+    nodes decode them (limits.max_image_pixels checked first). A frame that cannot be decoded keeps
+    its place with pixels None, and on_bad(one-line reason) is called, as the container counts a
+    bad message and goes on."""
     for step in bags.camera_steps(bag, topics, slop_s):
         frames = []
         for topic_name, msgtype, _, msg in step:
+            stamp = bags.stamp_ns(msg)
             try:
-                pixels, order = bags.pixels_from_msg(msg, msgtype)
-            except (ValueError, ConfigError) as e:
-                raise ConfigError(f"{bag}: {topic_name} at stamp {bags.stamp_ns(msg)}: {e}") from None
-            frames.append(InputFrame(topic_name, bags.namespace_of(topic_name), bags.stamp_ns(msg),
-                                     msg.header.frame_id, pixels, order))
+                pixels, order = _pixels(msg, msgtype, max_pixels)
+            except ValueError as e:  # InputError / ConfigError from the conversion
+                pixels, order = None, ""
+                if on_bad is not None:
+                    on_bad(f"{topic_name} at stamp {stamp}: {e}")
+            frames.append(InputFrame(topic_name, bags.namespace_of(topic_name), stamp, msg.header.frame_id,
+                                     pixels, order))
         yield frames
 
 
@@ -104,9 +124,21 @@ def sections(topics: Sequence[str], detection_model: str, segmentation_model: st
                    "segmentation.model": segmentation_model or ""})
     values["detection.model"] = resolve_path(values["detection.model"], "detection model", ConfigError)
     values["segmentation.model"] = resolve_path(values["segmentation.model"], "segmentation model", ConfigError)
+    if values["detection.labels"]:
+        values["detection.labels"] = resolve_path(values["detection.labels"], "labels", ConfigError)
     if not values["detection.model"] and not values["segmentation.model"]:
         raise ConfigError("offline replay needs a detection model, a segmentation model or both")
     return config.Sections.from_values(values)
+
+
+def instance_mask_msg(mask: np.ndarray, frame: InputFrame):
+    """(H, W) uint16 instance ids (i + 1 = detection i) -> mono16 Image, little-endian (as
+    nodes.messages.instance_mask_to_msg)."""
+    h, w = mask.shape[:2]
+    data = np.ascontiguousarray(mask, dtype="<u2").view(np.uint8).reshape(-1)
+    return bags.typestore().types[bags.IMAGE](header=bags.header(frame.stamp, frame.frame_id), height=int(h),
+                                              width=int(w), encoding="mono16", is_bigendian=0, step=int(2 * w),
+                                              data=data)
 
 
 class OfflinePipeline:
@@ -121,12 +153,17 @@ class OfflinePipeline:
         self._labelled: set[str] = set()
 
     def process(self, frames: list[InputFrame], out: bags.BagWriter) -> None:
+        for f in frames:  # every input is recorded, also one that could not be decoded (a dropped frame)
+            out.write(bags.topic(f.namespace, bags.INPUT_HEADER), bags.HEADER, bags.header(f.stamp, f.frame_id),
+                      f.stamp)
+        frames = [f for f in frames if f.pixels is not None]
+        if not frames:
+            return
         images = [(f.pixels, f.order) for f in frames]
         dets = self.detector(images) if self.detector is not None else [None] * len(frames)
         masks = self.segmenter(images) if self.segmenter is not None else [None] * len(frames)
         for f, d, m in zip(frames, dets, masks):
             ns = f.namespace
-            out.write(bags.topic(ns, bags.INPUT_HEADER), bags.HEADER, bags.header(f.stamp, f.frame_id), f.stamp)
             if d is not None:
                 if ns not in self._labelled:
                     self._labelled.add(ns)
@@ -135,6 +172,9 @@ class OfflinePipeline:
                               f.stamp, qos="latched")
                 out.write(bags.topic(ns, "detections"), bags.DETECTIONS, bags.detections_msg(d, f.stamp, f.frame_id),
                           f.stamp)
+                if d.instance_mask is not None:  # an instance-segmentation (-seg) detector, as the node publishes it
+                    out.write(bags.topic(ns, "instance_mask"), bags.IMAGE, instance_mask_msg(d.instance_mask, f),
+                              f.stamp)
             if m is not None:
                 out.write(bags.topic(ns, "lane_mask"), bags.IMAGE,
                           bags.image_msg(np.asarray(m, np.uint8), f.stamp, f.frame_id, "mono8"), f.stamp)
@@ -156,6 +196,11 @@ def replay_offline(bag: str | Path, output: str | Path, detection_model: str, se
               "perception_edge.segmentation_model": cfg.segmentation.model,
               "perception_edge.config": json.dumps(cfg.values(), sort_keys=True)}
     summary = OfflineSummary(results)
+
+    def on_bad(reason: str) -> None:
+        summary.bad_frames += 1
+        print(f"offline replay: skipped a frame: {reason}", file=sys.stderr)
+
     bar = None
     if progress:
         from tqdm import tqdm
@@ -164,7 +209,7 @@ def replay_offline(bag: str | Path, output: str | Path, detection_model: str, se
     t0 = time.perf_counter()
     try:
         with bags.BagWriter(results, storage, custom_data=custom) as out:
-            for step in steps(bag, cams, cfg.sync.slop):
+            for step in steps(bag, cams, cfg.sync.slop, cfg.limits.max_image_pixels, on_bad):
                 pipeline.process(step, out)
                 summary.steps += 1
                 summary.frames += len(step)

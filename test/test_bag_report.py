@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from perception_edge.bag_report import evaluate_bag  # noqa: E402
+from perception_edge.bag_report import collect, evaluate_bag, video_source  # noqa: E402
 from perception_edge.cli.evaluate import main as evaluate_main  # noqa: E402
 from perception_edge.core.detections import Detections  # noqa: E402
 from perception_edge.core.errors import ConfigError  # noqa: E402
@@ -133,7 +133,7 @@ def test_offline_results_report(drive, tmp_path):
     assert report["ground_truth"] == str(Path(gt).resolve())  # found through the results bag's source_bag
     det, lane = report["detection"], report["lane"]
     # bundled models at 1280x720 (README): mAP@0.5 0.909, lane IoU 0.866; here 4 steps at 640x360
-    # give mAP@0.5 0.95, mAP@0.5:0.95 0.66, lane IoU 0.88
+    # give mAP@0.5 0.921, mAP@0.5:0.95 0.648, P = R = 0.917, lane IoU 0.879
     assert det["frames"] == 12 and det["frames_without_truth"] == 0
     assert det["map50"] > 0.8 and 0.5 < det["map50_95"] < det["map50"]
     assert det["precision"] > 0.8 and det["recall"] > 0.8
@@ -158,8 +158,9 @@ def test_offline_results_report(drive, tmp_path):
 
 def _live_like(gt: Path, out: Path, latency_ms: dict[str, float], drop: tuple[str, int]) -> Path:
     """A results bag as a live replay of a CARLA-style run records it: frames, ground truth and
-    predictions in one bag; replay/input logged at publication, outputs `latency_ms` later (per
-    namespace), one frame's outputs missing (`drop`: namespace, step). Predictions = ground truth."""
+    predictions in one bag; frames and replay/input logged at publication (no replay/input for
+    /front_right: its frames are the inputs), outputs `latency_ms` later (per namespace), one frame's
+    outputs missing (`drop`: namespace, step). Predictions = ground truth."""
     wall0 = 1_800_000_000 * 1_000_000_000  # the recorder's clock, not the bag's
     with bags.BagWriter(out) as w:
         names = list(CLASSES)
@@ -168,12 +169,12 @@ def _live_like(gt: Path, out: Path, latency_ms: dict[str, float], drop: tuple[st
             ns = bags.namespace_of(t) if t.endswith("image_raw") else t.split("/ground_truth/")[0] if \
                 "/ground_truth/" in t else None
             sent = wall0 + (log_ns - bags.SYNTHETIC_START_NS)
-            w.write(t, ty, msg, log_ns)
+            w.write(t, ty, msg, sent)
             if ns is None:
                 continue
             step = (bags.stamp_ns(msg) - bags.SYNTHETIC_START_NS) // 100_000_000
             stamp, fid = bags.stamp_ns(msg), msg.header.frame_id
-            if t.endswith("image_raw"):
+            if t.endswith("image_raw") and ns != "/front_right":
                 w.write(f"{ns}/replay/input", bags.HEADER, bags.header(stamp, fid), sent)
             if (ns, step) == drop:
                 continue
@@ -203,7 +204,9 @@ def test_live_results_latency_drops_and_baseline(drive, tmp_path):
     assert front["dropped"] == 0 and left["dropped"] == 1 and left["inputs"] == 4
     assert front["latency_ms"]["p50"] == pytest.approx(21.5) and front["latency_ms"]["n"] == 4  # 20 + 0..3 ms
     assert front["latency_ms"]["p99"] == pytest.approx(22.97)
-    assert left["latency_ms"]["n"] == 3 and report["cameras"]["/front_right"]["latency_ms"]["max"] == 43.0
+    assert left["latency_ms"]["n"] == 3
+    right = report["cameras"]["/front_right"]  # inputs: its camera frames
+    assert right["inputs"] == 4 and right["dropped"] == 0 and right["latency_ms"]["max"] == 43.0
     base = report["baseline"]
     assert report["deltas"]["detection"]["map50"] == pytest.approx(1.0 - base["detection"]["map50"], abs=1e-6)
     assert report["deltas"]["cameras"]["/front_left"]["dropped"] == 1
@@ -211,6 +214,7 @@ def test_live_results_latency_drops_and_baseline(drive, tmp_path):
     assert "| detection mAP@0.5 | 1.000 |" in md and "baseline" in md
     assert cv2.imread(str(out / "latency.png")) is not None
     assert "video_frames_from" not in report and not (out / "replay.mp4").exists()
+    assert video_source(collect(str(live)), str(gt)) == str(live)  # a CARLA-style bag has the frames itself
 
 
 def test_clear_errors(drive, tmp_path):

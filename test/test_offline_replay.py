@@ -11,6 +11,7 @@ pytest.importorskip("rosbags")
 
 from perception_edge.core.errors import ConfigError  # noqa: E402
 from perception_edge.data import bags  # noqa: E402
+from perception_edge.data.synthetic import sequence  # noqa: E402
 from perception_edge.offline_replay import replay_offline, run_offline, steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,3 +132,27 @@ def test_clear_errors(gt_bag, tmp_path):
         run_offline(str(bad), tmp_path / "z", DET, SEG, progress=False)
     with pytest.raises(ConfigError, match="model file not found"):
         run_offline(str(gt_bag), tmp_path / "w", "missing.onnx", "", progress=False)
+
+
+def test_bad_frames_are_recorded_as_inputs_without_outputs(tmp_path, capsys):
+    """A corrupt JPEG and an image over limits.max_image_pixels: one line each, the replay goes on."""
+    frame = next(iter(sequence(1, 1, 10.0, (320, 180), ("front",))))[0].image
+    t0 = bags.SYNTHETIC_START_NS
+    with bags.BagWriter(tmp_path / "bad") as w:
+        w.write("/cam/image_raw/compressed", bags.COMPRESSED, bags.compressed_msg(frame, t0, "cam"), t0)
+        broken = bags.compressed_msg(frame, t0 + 100_000_000, "cam")
+        broken.data = broken.data[:200]
+        w.write("/cam/image_raw/compressed", bags.COMPRESSED, broken, t0 + 100_000_000)
+        big = np.zeros((2000, 2000, 3), np.uint8)
+        w.write("/cam/image_raw/compressed", bags.COMPRESSED, bags.compressed_msg(big, t0 + 200_000_000, "cam"),
+                t0 + 200_000_000)
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    limits:\n      max_image_pixels: 1000000\n")
+    summary = replay_offline(tmp_path / "bad", tmp_path / "out", DET, "", config_file=str(params), progress=False)
+    assert summary.frames == 3 and summary.bad_frames == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("offline replay: skipped a frame: /cam/image_raw/compressed at stamp")
+                                 for line in err)
+    assert "limits.max_image_pixels" in err[1]
+    counts = bags.info(summary.results).counts
+    assert counts["/cam/replay/input"] == 3 and counts["/cam/detections"] == 1

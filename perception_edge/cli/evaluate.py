@@ -88,11 +88,14 @@ def main_bag(argv: list[str]) -> int:
     report = evaluate_bag(args.bag, args.ground_truth, args.output, args.baseline, video=not args.no_video)
     det, lane = report.get("detection"), report.get("lane")
     print(f"results: {args.bag} (ground truth: {report.get('ground_truth') or 'none found'})")
+    def f3(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
     if det:
-        print(f"  detection mAP@0.5 {det['map50']:.3f}  mAP@0.5:0.95 {det['map50_95']:.3f}  "
-              f"P {det['precision']:.3f}  R {det['recall']:.3f} at the published threshold ({det['frames']} frames)")
+        print(f"  detection mAP@0.5 {f3(det['map50'])}  mAP@0.5:0.95 {f3(det['map50_95'])}  P {f3(det['precision'])}  "
+              f"R {f3(det['recall'])} at the published threshold ({det['frames']} frames)")
     if lane:
-        print("  lane IoU " + ", ".join(f"{k} {v:.3f}" for k, v in lane["iou"].items() if v is not None))
+        print("  lane IoU " + ", ".join(f"{k} {f3(v)}" for k, v in lane["iou"].items()))
     for ns, cam in report["cameras"].items():
         lat = cam["latency_ms"]
         print(f"  {ns:<24} inputs {cam['inputs'] if cam['inputs'] is not None else 'n/a':>5}  dropped "

@@ -60,6 +60,18 @@ GT_DETECTIONS = "ground_truth/detections"
 GT_LANE_MASK = "ground_truth/lane_mask"
 INPUT_HEADER = "replay/input"
 
+# metadata.yaml custom_data of the bags this package writes (perception_edge.bag_report reads them)
+CUSTOM_DATA_KEYS = {
+    "perception_edge.kind": "ground_truth | results",
+    "perception_edge.mode": "results: offline | live (offline: outputs logged at their input's stamp)",
+    "perception_edge.source_bag": "results: the replayed bag (absolute path; ground truth and frames are read from it)",
+    "perception_edge.cameras": "results: JSON list of the replayed image topics",
+    "perception_edge.detection_model": "results: the detection model file",
+    "perception_edge.segmentation_model": "results: the segmentation model file",
+    "perception_edge.config": "results: JSON of the configuration (dotted schema names)",
+    "perception_edge.seed": "ground truth: the synthetic drive's seed",
+}
+
 
 # -- topic names ------------------------------------------------------------------------------------
 
