@@ -464,17 +464,20 @@ def run(source: Source, output: str | Path, det_model: str = "", seg_model: str 
         custom["perception_edge.source"] = source.name
     if any(a != b for a, b in remap.items()):
         custom["perception_edge.remap"] = ",".join(f"{a}:={b}" for a, b in remap.items() if a != b)
+    params = None
+    if opt.launch:
+        if not det_model and not seg_model:
+            raise ConfigError("nothing to run: give a detection and/or a segmentation model")
+        input_qos = "sensor_data" if "sensor_data" in qos.values() else "reliable"
+        params = write_params(out / "container_params.yaml", cameras, str(det_model), str(seg_model),
+                              opt.config_file, input_qos)
+        custom["perception_edge.config"] = json.dumps(config.load_file(str(params)), sort_keys=True)
     container = None
     writer = bags.BagWriter(results, opt.storage, custom_data=custom)
     collector = None
     bar = None
     try:
-        if opt.launch:
-            if not det_model and not seg_model:
-                raise ConfigError("nothing to run: give a detection and/or a segmentation model")
-            input_qos = "sensor_data" if "sensor_data" in qos.values() else "reliable"
-            params = write_params(out / "container_params.yaml", cameras, str(det_model), str(seg_model),
-                                  opt.config_file, input_qos)
+        if params is not None:
             container = Container(params, out / "container.log", env,
                                   ["-p", "use_sim_time:=true"] if opt.clock else [])
         collector = Collector(publish, writer, clock=opt.clock)

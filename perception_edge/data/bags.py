@@ -70,6 +70,10 @@ CUSTOM_DATA_KEYS = {
     "perception_edge.segmentation_model": "results: the segmentation model file",
     "perception_edge.config": "results: JSON of the configuration (dotted schema names)",
     "perception_edge.seed": "ground truth: the synthetic drive's seed",
+    "perception_edge.source": "live results: the replayed video / image folder (not a bag)",
+    "perception_edge.rate": "live results: the factor of the recorded timing",
+    "perception_edge.lockstep": "live results: true | false (each step waited for its results)",
+    "perception_edge.remap": "live results: OLD:=NEW,... image topics published under another name",
 }
 
 
