@@ -30,6 +30,7 @@ on a simulated one; rclpy is imported only by Collector.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import signal
@@ -597,9 +598,9 @@ def _play(items: Iterator[Item], collector: Collector, remap: dict[str, str], op
     def wait_until(t: float) -> None:
         _spin_until(collector, check, lambda: time.monotonic() >= t, max(0.0, t - time.monotonic()) + 1.0, bag_now)
 
+    if limit is not None:  # cut before pacing: no wait for a message that is not sent
+        items = itertools.islice(items, limit)
     for it in paced(items, time.monotonic, wait_until):
-        if limit is not None and sent >= limit:
-            break
         send(it)
     return sent
 

@@ -84,7 +84,9 @@ def source_of(args: argparse.Namespace, out: Path):
         if topics:
             raise ConfigError(f"--topics given but {path} is not a rosbag")
         return replay.frames_source(path)
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    from perception_edge.data.dataset import parse_size
+
+    w, h = parse_size(args.size)
     bag = replay.free_path(out, "input")
     print(f"writing a {args.synthetic}-step 3-camera synthetic drive ({w}x{h}, {args.fps:g} Hz) with ground truth: "
           f"{bag}")
