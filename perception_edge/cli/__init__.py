@@ -26,7 +26,7 @@ COMMANDS = {
     "bench-ros": ("perception_edge.cli.bench_ros", "main", "end-to-end latency through the ROS container"),
     "bench-reliability": ("perception_edge.cli.bench_reliability", "main",
                           "overload / soak / steady runs of the container: latency tails, drops, memory"),
-    "bench-replay": ("perception_edge.cli.bench_replay", "main", "rosbag replay throughput: offline frames/s"),
+    "bench-replay": ("perception_edge.cli.bench_replay", "main", "rosbag replay: offline frames/s, live latency p50/p99 at the bag's rate"),
     "replay": ("perception_edge.cli.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
     "generate-data": ("perception_edge.cli.generate_data", "main", "synthetic driving scenes with ground truth"),
     "import-carla": ("perception_edge.cli.import_carla", "main", "CARLA captures -> lane-mask dataset"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -73,6 +74,10 @@ CUSTOM_DATA_KEYS = {
     "perception_edge.config": "results: JSON of the configuration (dotted schema names)",
     "perception_edge.seed": "ground truth: the synthetic drive's seed",
     "perception_edge.carla": "results of a CARLA run: JSON of host, port, town, delta, seed, weather",
+    "perception_edge.source": "live results: the replayed video / image folder (not a bag)",
+    "perception_edge.rate": "live results: the factor of the recorded timing",
+    "perception_edge.lockstep": "live results: true | false (each step waited for its results)",
+    "perception_edge.remap": "live results: OLD:=NEW,... image topics published under another name",
 }
 
 
@@ -455,8 +460,43 @@ def raw_messages(path: str | Path, topics: Sequence[str], start_ns: int | None =
             kwargs["start"] = int(start_ns)
         if stop_ns is not None:
             kwargs["stop"] = int(stop_ns)
+        ros1 = not getattr(reader, "is2", True)
         for conn, log_ns, raw in reader.messages(connections=conns, **kwargs):
-            yield conn.topic, conn.msgtype, int(log_ns), raw
+            if ros1:  # ROS 1 serialization -> CDR, what a ROS 2 publisher sends
+                raw = reader.typestore.ros1_to_cdr(raw, conn.msgtype)
+            yield conn.topic, conn.msgtype, int(log_ns), bytes(raw)
+
+
+def recorded_qos(path: str | Path, topics: Sequence[str]) -> dict[str, str]:
+    """{topic: "default" | "sensor_data" | "latched"}: the QoS each topic was recorded with
+    (metadata's offered_qos_profiles; "default" where the bag does not say, e.g. ROS 1 bags)."""
+    out = {t: "default" for t in topics}
+    with open_bag(path) as reader:
+        for c in reader.connections:
+            if c.topic not in out:
+                continue
+            profiles = getattr(getattr(c, "ext", None), "offered_qos_profiles", None) or []
+            for q in profiles if isinstance(profiles, list) else []:
+                if getattr(getattr(q, "reliability", None), "name", "") == "BEST_EFFORT":
+                    out[c.topic] = "sensor_data"
+                elif getattr(getattr(q, "durability", None), "name", "") == "TRANSIENT_LOCAL":
+                    out[c.topic] = "latched"
+    return out
+
+
+_STAMP = struct.Struct("<iII")
+_STAMP_BE = struct.Struct(">iII")
+
+
+def cdr_header(data: bytes | memoryview) -> tuple[int, str, int]:
+    """(stamp ns, frame_id, header length) of a CDR message whose first field is a std_msgs/Header
+    (Image, CompressedImage, Detection2DArray, LabelInfo, Header itself), read without
+    deserializing; data[:length] is that Header as a CDR message of its own."""
+    big = bytes(data[1:2]) == b"\x00"  # encapsulation CDR_BE (0x0000) or CDR_LE (0x0001)
+    sec, nanosec, n = (_STAMP_BE if big else _STAMP).unpack_from(data, 4)
+    if not 0 < n <= len(data) - 16:
+        raise ConfigError(f"not a CDR message starting with a std_msgs/Header ({len(data)} bytes)")
+    return sec * 1_000_000_000 + nanosec, bytes(data[16:16 + n - 1]).decode("utf-8", "replace"), 16 + n
 
 
 def camera_steps(path: str | Path, topics: Sequence[str], slop_s: float = 0.05
