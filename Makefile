@@ -43,6 +43,10 @@ bench-ros: venv
 bench-sources: venv
 	$(PY) -m perception_edge.cli bench-sources
 
+# rosbag replay: offline frames/s, live end-to-end latency p50/p99 at the bag's rate (3 x 1280x720, 1 Hz)
+bench-replay: venv
+	$(PY) -m perception_edge.cli bench-replay
+
 # overload (4 cameras x 30 Hz, 60 s), steady (3 x 10 Hz, 60 s) and soak (2 x 10 Hz, 10 min): ~15 min
 bench-reliability: venv
 	$(PY) -m perception_edge.cli bench-reliability overload steady soak

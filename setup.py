@@ -25,10 +25,13 @@ setup(
     extras_require={
         "cpu": ["opencv-python-headless>=4.5", "onnxruntime>=1.15", "simplejpeg>=1.6"],
         "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
-        "tools": ["rosbags>=0.9", "tqdm"],
+        "tools": ["rosbags>=0.9", "tqdm", "matplotlib"],
         "test": ["pytest>=7", "pycocotools>=2.0"],
         # camera sources over GStreamer; needs the system packages (tools/install_gstreamer.sh)
         "gst": ["PyGObject<3.52"],
+        # the CARLA client must match the server's version: pin it to yours (0.9.14 - 0.9.16 are
+        # supported), e.g. pip install 'perception_edge[carla]' carla==0.9.15
+        "carla": ["carla>=0.9.14,<0.9.17"],
     },
     zip_safe=True,
     maintainer="perception_edge developers",

@@ -1,12 +1,20 @@
-"""perception_edge on CARLA through carla-ros-bridge.
+"""perception_edge on CARLA's cameras: CARLA's native ROS 2 interface (default) or carla-ros-bridge.
 
+    # native ROS 2 (CARLA 0.9.15+, server started with --ros2): `perception-edge carla --ros` spawns
+    # the ego vehicle (role_name hero) and its cameras with ros_name and enable_for_ros(), and ticks
     ros2 launch perception_edge carla.launch.py
-    ros2 launch perception_edge carla.launch.py role_name:=hero sensors:=rgb_front,rgb_left rviz:=true
+    ros2 launch perception_edge carla.launch.py sensors:=front role_name:=hero rviz:=true
 
-Cameras are the bridge's topics /carla/<role_name>/<sensor>/image for each sensor in `sensors`
-(comma-separated; default rgb_front, rgb_left, rgb_right); results go to
-/carla/<role_name>/<sensor>/{detections,label_info,debug_image,lane_mask,lane_overlay}.
-Simulation time (/clock from the bridge) is on. Everything else is perception.launch.py's.
+    # carla-ros-bridge (CARLA 0.9.13, ROS 2 Foxy; its objects.json names the sensors)
+    ros2 launch perception_edge carla.launch.py interface:=bridge
+
+Cameras are /carla/<role_name>/<sensor>/image for each sensor in `sensors` (comma-separated) --
+both interfaces name camera topics that way; they differ in their usual names: native role_name
+hero and sensors front, front_left, front_right (the names `perception-edge carla` gives them),
+bridge role_name ego_vehicle and sensors rgb_front, rgb_left, rgb_right. Empty role_name / sensors
+take the interface's names. Results go to /carla/<role_name>/<sensor>/{detections, label_info,
+debug_image, lane_mask, lane_overlay}. Simulation time is on (use_sim_time: both interfaces
+publish /clock). Everything else is perception.launch.py's.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
@@ -17,18 +25,24 @@ from launch_ros.substitutions import FindPackageShare
 
 def generate_launch_description():
     share = FindPackageShare("perception_edge")
+    interface = LaunchConfiguration("interface")
     role_name = LaunchConfiguration("role_name")
     sensors = LaunchConfiguration("sensors")
-    # "['/carla/ego_vehicle/rgb_front/image', ...]": a YAML list for the cameras parameter
+    # "['/carla/hero/front/image', ...]": a YAML list for the cameras parameter
     cameras = PythonExpression([
-        "str(['/carla/' + '", role_name, "' + '/' + s.strip() + '/image' for s in '", sensors,
-        "'.split(',') if s.strip()])"])
+        "(lambda i, r, ss: str(['/carla/' + (r.strip() or {'native': 'hero', 'bridge': 'ego_vehicle'}[i]) + '/' + "
+        "s.strip() + '/image' for s in (ss.strip() or {'native': 'front,front_left,front_right', "
+        "'bridge': 'rgb_front,rgb_left,rgb_right'}[i]).split(',') if s.strip()]))('", interface, "', '", role_name,
+        "', '", sensors, "')"])
 
     return LaunchDescription([
-        DeclareLaunchArgument("role_name", default_value="ego_vehicle",
-                              description="carla-ros-bridge role name of the vehicle"),
-        DeclareLaunchArgument("sensors", default_value="rgb_front,rgb_left,rgb_right",
-                              description="Comma-separated camera sensor names of the vehicle"),
+        DeclareLaunchArgument("interface", default_value="native", choices=["native", "bridge"],
+                              description="native: CARLA 0.9.15+ --ros2 topics; bridge: carla-ros-bridge"),
+        DeclareLaunchArgument("role_name", default_value="",
+                              description="role_name of the vehicle (empty: hero native, ego_vehicle bridge)"),
+        DeclareLaunchArgument("sensors", default_value="",
+                              description="Comma-separated camera names (ros_name / bridge sensor id); empty: "
+                                          "front,front_left,front_right native, rgb_front,rgb_left,rgb_right bridge"),
         DeclareLaunchArgument("detection_model", default_value="models/det_yolov5_synth.onnx",
                               description="YOLOv5 model (.onnx / .engine); empty disables detection"),
         DeclareLaunchArgument("segmentation_model", default_value="models/lane_unet.onnx",

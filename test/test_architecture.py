@@ -4,7 +4,10 @@ between files, and imports that point one way through the layers (docs in README
     cli         perception_edge.cli: argparse + main per command; may import anything; nothing imports it
     tools       perception_edge.tools: deprecated aliases of old paths (cli layer); only tools imports tools
     apps        evaluation -> pipeline, backends, data, core; replay -> nodes, config, data, core;
-                engine_request -> backends, config, data, core; model_cache -> models, data, core
+                engine_request -> backends, config, data, core; model_cache -> models, data, core;
+                offline_replay -> pipeline, config, data, core (nodes.parameters: model paths);
+                bag_report -> data, core
+    sim         sim -> pipeline, config, data, core (no rclpy); carla_ros -> sim, data, core
     nodes       nodes -> pipeline, backends, sources, config, core
     sources     sources -> data, config, core (camera / stream / file readers: GStreamer, OpenCV; no ROS)
     pipeline    pipeline -> backends, config, core
@@ -51,6 +54,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (f"{PKG}.replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.nodes")),
     (f"{PKG}.engine_request", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.backends")),
     (f"{PKG}.model_cache", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
+    # rosbag replay without middleware (models -> results bag), and the evaluation of results bags
+    (f"{PKG}.offline_replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.pipeline",
+                               f"{PKG}.nodes.parameters")),
+    (f"{PKG}.bag_report", (f"{PKG}.core", f"{PKG}.data")),
+    # simulation loops: ROS-free (CARLA's client is imported lazily); carla_ros is their ROS side
+    (f"{PKG}.sim", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.pipeline")),
+    (f"{PKG}.carla_ros", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.sim")),
 ]
 CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",
                   "diagnostic_msgs", "onnxruntime", "onnx", "tensorrt", "pycuda", "cuda", "torch", "torchvision")
@@ -225,6 +235,12 @@ def test_core_stays_free_of_runtimes_and_ros():
     bad = [(m, n) for m, names in RAW.items() if _inside(m, f"{PKG}.core")
            for n in names if n.split(".")[0] in CORE_FORBIDDEN]
     assert not bad, bad
+
+
+def test_sim_stays_free_of_ros():
+    ros = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs")
+    bad = [(m, n) for m, names in RAW.items() if _inside(m, f"{PKG}.sim") for n in names if n.split(".")[0] in ros]
+    assert not bad and any(_inside(m, f"{PKG}.sim") for m in RAW), bad
 
 
 def test_tensorrt_package_imports_only_core_and_backend_base():

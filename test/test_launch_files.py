@@ -126,7 +126,7 @@ def test_perception_launch_arguments():
     assert defaults["segmentation_model"] == cfg["segmentation"]["model"]
 
 
-def test_carla_launch_includes_perception_with_bridge_topics():
+def test_carla_launch_gives_native_ros2_topics_and_bridge_topics_on_request():
     carla = parse(REPO / "launch" / "carla.launch.py")
     perception_args = declared(parse(REPO / "launch" / "perception.launch.py"))
     includes = calls(carla, "IncludeLaunchDescription")
@@ -138,21 +138,32 @@ def test_carla_launch_includes_perception_with_bridge_topics():
     sim = args.func.value.values[[const(k) for k in args.func.value.keys].index("use_sim_time")]
     assert const(sim) == "true"
     defaults = {first_arg(c): const(keyword(c, "default_value")) for c in calls(carla, "DeclareLaunchArgument")}
-    assert defaults["role_name"] == "ego_vehicle"
-    assert defaults["sensors"].split(",") == ["rgb_front", "rgb_left", "rgb_right"]
-    # the PythonExpression that builds the camera list gives the bridge's topic names
+    assert defaults["interface"] == "native" and defaults["role_name"] == "" and defaults["sensors"] == ""
+    # the PythonExpression that builds the camera list, evaluated as launch does for given arguments
     variables = {a.targets[0].id: first_arg(a.value) for a in ast.walk(carla)
                  if isinstance(a, ast.Assign) and isinstance(a.value, ast.Call)
                  and call_name(a.value) == "LaunchConfiguration"}
     expr = next(c for c in calls(carla, "PythonExpression"))
-    pieces = []
-    for e in expr.args[0].elts:
-        if const(e) is not None:
-            pieces.append(const(e))
-        else:
-            pieces.append(defaults[variables[e.id] if isinstance(e, ast.Name) else first_arg(e)])
-    cameras = yaml.safe_load(eval("".join(pieces), {}, {}))  # the same evaluation launch performs
-    assert cameras == [f"/carla/ego_vehicle/{s}/image" for s in ("rgb_front", "rgb_left", "rgb_right")]
+
+    def cameras(**given):
+        values = dict(defaults, **given)
+        pieces = []
+        for e in expr.args[0].elts:
+            pieces.append(const(e) if const(e) is not None else
+                          values[variables[e.id] if isinstance(e, ast.Name) else first_arg(e)])
+        return yaml.safe_load(eval("".join(pieces), {}, {}))
+
+    # native: the names `perception-edge carla --ros` gives (role_name hero, ros_name = camera name)
+    from perception_edge.sim.carla_loop import namespace
+    from perception_edge.sim.carla_world import DEFAULT_CAMERAS
+
+    native = [f"{namespace('hero', c.split(':')[0])}/image" for c in DEFAULT_CAMERAS]
+    assert cameras() == native == ["/carla/hero/front/image", "/carla/hero/front_left/image",
+                                   "/carla/hero/front_right/image"]
+    assert cameras(interface="bridge") == [f"/carla/ego_vehicle/{s}/image" for s in ("rgb_front", "rgb_left", "rgb_right")]
+    assert cameras(role_name="ego", sensors="a, b") == ["/carla/ego/a/image", "/carla/ego/b/image"]
+    choices = keyword(next(c for c in calls(carla, "DeclareLaunchArgument") if first_arg(c) == "interface"), "choices")
+    assert ast.literal_eval(choices) == ["native", "bridge"]
 
 
 def test_rviz_config_is_valid_and_shows_the_debug_topics():

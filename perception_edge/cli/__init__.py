@@ -28,9 +28,11 @@ COMMANDS = {
                       "camera sources in the container (in-process) against raw inference and DDS"),
     "bench-reliability": ("perception_edge.cli.bench_reliability", "main",
                           "overload / soak / steady runs of the container: latency tails, drops, memory"),
+    "bench-replay": ("perception_edge.cli.bench_replay", "main", "rosbag replay: offline frames/s, live latency p50/p99 at the bag's rate"),
     "replay": ("perception_edge.cli.replay", "main", "frames through the ROS pipeline: accuracy + latency report"),
     "generate-data": ("perception_edge.cli.generate_data", "main", "synthetic driving scenes with ground truth"),
     "import-carla": ("perception_edge.cli.import_carla", "main", "CARLA captures -> lane-mask dataset"),
+    "carla": ("perception_edge.cli.carla", "main", "the pipeline in lockstep with a CARLA server, scored online [carla]"),
     "train-seg": ("perception_edge.cli.train_seg", "main", "train a lane segmentation model (U-Net / DDRNet) [torch]"),
     "train-det": ("perception_edge.cli.train_det", "main", "train the YOLOv5 detector [torch]"),
 }

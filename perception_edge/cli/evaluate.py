@@ -5,11 +5,14 @@ The command line of perception_edge.evaluation (metrics, ground truth and refere
   (images/ + masks/ and/or labels/, see perception_edge.data.dataset);
 - against a reference model (``--reference FP32.onnx``): agreement instead of accuracy, which also
   works on unlabelled frames (``--frames`` folder, video or rosbag, e.g. the real dash-cam frames).
+
+With ``--bag RESULTS`` it scores a results bag instead (perception_edge.bag_report).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,10 @@ def load_images(args) -> tuple[list[np.ndarray], list[Sample] | None]:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="perception-edge evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="perception-edge evaluate", description=__doc__.split("\n\n")[0],
+                                 epilog="perception-edge evaluate --bag RESULTS [--ground-truth BAG] [--baseline OTHER] "
+                                        "[--output DIR] [--no-video] scores a results bag instead "
+                                        "(perception-edge evaluate --bag X --help).")
     ap.add_argument("models", nargs="+", help="models to score (ONNX, or engines with --backend tensorrt)")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--data", help="data set folder with ground truth (images/ + masks/ or labels/)")
@@ -60,7 +66,49 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def bag_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="perception-edge evaluate --bag",
+                                 description="Score a results bag (live or offline replay, or a CARLA run) against "
+                                             "ground truth: mAP, per-class AP, lane IoU, latency, drops, rates; "
+                                             "report.json, report.md, plots and an annotated MP4 "
+                                             "(perception_edge.bag_report).")
+    ap.add_argument("--bag", required=True, help="results bag (<ns>/detections, <ns>/lane_mask, ...)")
+    ap.add_argument("--ground-truth", default=None,
+                    help="bag with <ns>/ground_truth/* topics (default: the results bag's own, else its source bag)")
+    ap.add_argument("--baseline", default=None, help="another results bag: both are shown, with the deltas")
+    ap.add_argument("--output", default=None, help="report directory (default: the directory holding the bag)")
+    ap.add_argument("--no-video", action="store_true", help="skip the annotated MP4")
+    return ap
+
+
+def main_bag(argv: list[str]) -> int:
+    from perception_edge.bag_report import evaluate_bag
+
+    args = bag_parser().parse_args(argv)
+    report = evaluate_bag(args.bag, args.ground_truth, args.output, args.baseline, video=not args.no_video)
+    det, lane = report.get("detection"), report.get("lane")
+    print(f"results: {args.bag} (ground truth: {report.get('ground_truth') or 'none found'})")
+    def f3(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    if det:
+        print(f"  detection mAP@0.5 {f3(det['map50'])}  mAP@0.5:0.95 {f3(det['map50_95'])}  P {f3(det['precision'])}  "
+              f"R {f3(det['recall'])} at the published threshold ({det['frames']} frames)")
+    if lane:
+        print("  lane IoU " + ", ".join(f"{k} {f3(v)}" for k, v in lane["iou"].items()))
+    for ns, cam in report["cameras"].items():
+        lat = cam["latency_ms"]
+        print(f"  {ns:<24} inputs {cam['inputs'] if cam['inputs'] is not None else 'n/a':>5}  dropped "
+              f"{cam['dropped'] if cam['dropped'] is not None else 'n/a':>4}  latency "
+              + (f"p50 {lat['p50']:.1f} p90 {lat['p90']:.1f} p99 {lat['p99']:.1f} ms" if lat else "n/a"))
+    print(f"  report: {report['files']['report.md']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--bag" or a.startswith("--bag=") for a in argv):  # the results-bag mode
+        return main_bag(argv)
     args = parser().parse_args(argv)
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")

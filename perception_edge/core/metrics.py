@@ -1,4 +1,6 @@
-"""Accuracy metrics (numpy only): detection mAP at an IoU threshold, segmentation IoU.
+"""Accuracy metrics (numpy only): detection mAP at an IoU threshold (DetectionMeter), COCO
+mAP@0.5 and mAP@0.5:0.95 with per-class AP and precision/recall curves (CocoDetectionMeter),
+segmentation IoU.
 
 Detection AP follows COCO's evaluation (pycocotools COCOeval, one IoU threshold, area "all"):
 per image and class, detections in descending score order each take the unmatched ground-truth box
@@ -36,12 +38,15 @@ def match_image(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.nd
     """COCO greedy matching of one image and class: a bool per prediction (in the given order),
     True where it matched a ground-truth box."""
     n = len(pred_scores)
-    tp = np.zeros(n, bool)
     if n == 0 or len(gt_boxes) == 0:
-        return tp
-    ious = box_iou(pred_boxes, gt_boxes)
+        return np.zeros(n, bool)
     order = np.argsort(-np.asarray(pred_scores), kind="mergesort")
-    free = np.ones(len(gt_boxes), bool)
+    return _greedy_match(box_iou(pred_boxes, gt_boxes), order, iou_threshold)
+
+
+def _greedy_match(ious: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
+    tp = np.zeros(ious.shape[0], bool)
+    free = np.ones(ious.shape[1], bool)
     thr = min(iou_threshold, 1 - 1e-10)
     for i in order:
         cand = np.where(free & (ious[i] >= thr), ious[i], -1.0)
@@ -153,6 +158,132 @@ def mean_average_precision(preds: Sequence[tuple[np.ndarray, np.ndarray, np.ndar
     for (pb, ps, pc), (gb, gc) in zip(preds, gts):
         meter.add(pb, ps, pc, gb, gc)
     return meter.result()
+
+
+# ------------------------------------------------------------------------------ COCO mAP@0.5:0.95
+
+COCO_IOUS = np.linspace(0.5, 0.95, 10)  # IoU thresholds 0.50:0.05:0.95
+
+
+@dataclass
+class CocoResult:
+    """COCO box AP (area "all", maxDets per image and class) at each IoU threshold, plus the
+    precision/recall curves at IoU 0.5 and the precision/recall of every prediction given (the
+    operating point: predictions as published, already cut at the model's threshold)."""
+    iou_thresholds: np.ndarray  # (T,)
+    ap: np.ndarray  # (T, C) (nan: class without ground truth)
+    n_gt: np.ndarray  # (C,)
+    n_pred: np.ndarray  # (C,)
+    tp50: np.ndarray  # (C,) true positives at IoU 0.5 of all predictions
+    curves: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # class -> (recall, precision, score) at 0.5
+    class_names: list[str] = field(default_factory=list)
+
+    def _mean(self, row: np.ndarray) -> float:
+        valid = ~np.isnan(row)
+        return float(row[valid].mean()) if valid.any() else float("nan")
+
+    @property
+    def map50(self) -> float:
+        return self._mean(self.ap[int(np.argmin(np.abs(self.iou_thresholds - 0.5)))])
+
+    @property
+    def map50_95(self) -> float:
+        per_class = self.ap50_95
+        return self._mean(per_class)
+
+    @property
+    def ap50(self) -> np.ndarray:
+        return self.ap[int(np.argmin(np.abs(self.iou_thresholds - 0.5)))]
+
+    @property
+    def ap50_95(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(self.n_gt > 0, np.nanmean(np.where(np.isnan(self.ap), 0.0, self.ap), axis=0), np.nan)
+
+    def precision(self) -> np.ndarray:
+        """(C,) precision at IoU 0.5 of all predictions given (nan: class never predicted)."""
+        return np.where(self.n_pred > 0, self.tp50 / np.maximum(self.n_pred, 1), np.nan)
+
+    def recall(self) -> np.ndarray:
+        return np.where(self.n_gt > 0, self.tp50 / np.maximum(self.n_gt, 1), np.nan)
+
+    def overall_precision_recall(self) -> tuple[float, float]:
+        p = float(self.tp50.sum() / self.n_pred.sum()) if self.n_pred.sum() else float("nan")
+        r = float(self.tp50.sum() / self.n_gt.sum()) if self.n_gt.sum() else float("nan")
+        return p, r
+
+
+class CocoDetectionMeter:
+    """pycocotools' COCOeval for boxes (iouType "bbox", area range "all", iscrowd 0), image by image:
+    per image and class the best `max_det` predictions by score are kept (COCO's maxDets=100 is
+    applied per image and category) and matched greedily at each IoU threshold; per class and
+    threshold, the 101-point interpolated AP of all images (average_precision). Boxes xyxy, area
+    w * h (pycocotools' xywh boxes: no +1)."""
+
+    def __init__(self, num_classes: int, iou_thresholds: Sequence[float] = COCO_IOUS, max_det: int | None = 100,
+                 class_names: Sequence[str] = ()):
+        self.num_classes = num_classes
+        self.iou_thresholds = np.asarray(iou_thresholds, np.float64)
+        self.max_det = max_det
+        self.class_names = list(class_names)
+        self._tp: list[np.ndarray] = []  # (T, n) per added group
+        self._scores: list[np.ndarray] = []
+        self._cls: list[np.ndarray] = []
+        self.n_gt = np.zeros(num_classes, np.int64)
+        self.images = 0
+
+    def add(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray,
+            gt_boxes: np.ndarray, gt_classes: np.ndarray) -> np.ndarray:
+        """One image; returns its per-prediction match flags at IoU 0.5 (input order; False for
+        predictions past max_det)."""
+        pb = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+        ps = np.asarray(pred_scores, np.float64).reshape(-1)
+        pc = np.asarray(pred_classes, np.int64).reshape(-1)
+        gb = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+        gc = np.asarray(gt_classes, np.int64).reshape(-1)
+        self.images += 1
+        self.n_gt += np.bincount(gc[(gc >= 0) & (gc < self.num_classes)], minlength=self.num_classes)
+        flags = np.zeros(len(ps), bool)
+        i50 = int(np.argmin(np.abs(self.iou_thresholds - 0.5)))
+        for c in np.unique(pc):
+            if not 0 <= c < self.num_classes:
+                continue
+            idx = np.flatnonzero(pc == c)
+            idx = idx[np.argsort(-ps[idx], kind="mergesort")]
+            if self.max_det is not None:
+                idx = idx[:self.max_det]
+            g = gb[gc == c]
+            tp = np.zeros((len(self.iou_thresholds), len(idx)), bool)
+            if len(g):
+                ious = box_iou(pb[idx], g)
+                for t, thr in enumerate(self.iou_thresholds):
+                    tp[t] = _greedy_match(ious, np.arange(len(idx)), float(thr))
+            flags[idx] = tp[i50]
+            self._tp.append(tp)
+            self._scores.append(ps[idx])
+            self._cls.append(np.full(len(idx), c, np.int64))
+        return flags
+
+    def result(self) -> CocoResult:
+        t_count = len(self.iou_thresholds)
+        tp = np.concatenate(self._tp, axis=1) if self._tp else np.zeros((t_count, 0), bool)
+        sc = np.concatenate(self._scores) if self._scores else np.zeros(0)
+        cl = np.concatenate(self._cls) if self._cls else np.zeros(0, np.int64)
+        ap = np.full((t_count, self.num_classes), np.nan)
+        n_pred = np.bincount(cl, minlength=self.num_classes)[:self.num_classes]
+        i50 = int(np.argmin(np.abs(self.iou_thresholds - 0.5)))
+        tp50 = np.zeros(self.num_classes, np.int64)
+        curves: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for c in range(self.num_classes):
+            sel = cl == c
+            for t in range(t_count):
+                ap[t, c] = average_precision(tp[t, sel], sc[sel], int(self.n_gt[c]))
+            tp50[c] = int(tp[i50, sel].sum())
+            if sel.any() and self.n_gt[c] > 0:
+                order = np.argsort(-sc[sel], kind="mergesort")
+                hits = np.cumsum(tp[i50, sel][order])
+                curves[c] = (hits / self.n_gt[c], hits / np.arange(1, len(hits) + 1), sc[sel][order])
+        return CocoResult(self.iou_thresholds.copy(), ap, self.n_gt.copy(), n_pred, tp50, curves, self.class_names)
 
 
 # ------------------------------------------------------------------------------ segmentation

@@ -143,18 +143,19 @@ def _bag_path(source: str) -> Path:
 
 
 @contextlib.contextmanager
-def _open_reader(source: str):
+def _open_reader(source: str, default_store=None):
     """An opened rosbags AnyReader (ROS 1 or ROS 2 bag); ConfigError when rosbags is missing or the
-    bag cannot be read."""
+    bag cannot be read. `default_store`: the typestore for bags without embedded message
+    definitions (default: rosbags' Humble store)."""
     try:
         from rosbags.highlevel import AnyReader
     except ImportError:
         raise ConfigError("reading rosbags needs the 'rosbags' package: pip install rosbags") from None
-    default_store = None
     try:  # rosbags >= 0.9.20: typestores; a ROS 2 bag without embedded definitions needs one
         from rosbags.typesys import Stores, get_typestore
 
-        default_store = get_typestore(Stores.ROS2_HUMBLE)
+        if default_store is None:
+            default_store = get_typestore(Stores.ROS2_HUMBLE)
     except ImportError:
         pass
     path = _bag_path(source)

@@ -68,6 +68,9 @@ class SyntheticFrame:
     camera: str = "front"
     stamp: float = 0.0
     seed: int = 0
+    # H x W uint16 instance map: labelled object i (vehicles, then pedestrians, then signs) is i + 1,
+    # unlabelled scenery 65535, nothing 0 (the occlusion truth the boxes come from)
+    instance: np.ndarray | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -904,7 +907,7 @@ def render(scene: Scene, camera: str = "front", size: tuple[int, int] = (640, 36
     if effects and background:
         image = _finish(scene, image, rng)
     return SyntheticFrame(image, mask, np.array(boxes, np.float32).reshape(-1, 4), np.array(cls_ids, np.int64),
-                 camera, float(t), scene.seed)
+                          camera, float(t), scene.seed, inst)
 
 
 def _count(inst: np.ndarray, extent, obj: int) -> int:

@@ -11,25 +11,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from perception_edge.core.errors import ConfigError
+from perception_edge.core.topics import camera_namespace, output_topic
 
-
-def camera_namespace(topic: str) -> str:
-    """Where a camera's outputs go: the image topic's parent namespace.
-
-    /cam_front/image_raw -> /cam_front; /carla/hero/front/image -> /carla/hero/front;
-    /cam/image_raw/compressed -> /cam; /image -> "" (the root)."""
-    t = topic.rstrip("/")
-    if t.endswith("/compressed"):
-        t = t[: -len("/compressed")]
-    return t.rsplit("/", 1)[0] if "/" in t else ""
-
-
-def output_topic(camera: str, name: str) -> str:
-    """<camera ns>/<name>; relative camera topics give relative outputs (resolved in the node's namespace)."""
-    ns = camera_namespace(camera)
-    if ns:
-        return f"{ns}/{name}"
-    return f"/{name}" if camera.startswith("/") else name
+__all__ = ["camera_namespace", "output_topic", "check_cameras"]
 
 
 def check_cameras(cameras: Sequence[str]) -> None:
