@@ -248,7 +248,8 @@ class SegTrainer(Trainer):
 
         cfg = self.cfg
         return export_segmentation_onnx(best, str(out / "model.onnx"), cfg.input_hw, class_names=list(names),
-                                        resize_mode=cfg.resize_mode, dynamic_batch=True)  # all cameras, one call
+                                        resize_mode=cfg.resize_mode, dynamic_batch=True,  # all cameras, one call
+                                        opset=13 if cfg.qat else 12)  # Q/DQ per-channel axis: opset 13
 
 
 def train(cfg: SegConfig) -> dict[str, object]:
