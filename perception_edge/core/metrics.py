@@ -157,6 +157,33 @@ def mean_average_precision(preds: Sequence[tuple[np.ndarray, np.ndarray, np.ndar
 
 # ------------------------------------------------------------------------------ segmentation
 
+COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50:0.05:0.95
+
+
+class CocoDetectionMeter:
+    """mAP@0.5 and COCO's mAP@0.5:0.95: one DetectionMeter (101-point AP, greedy matching by score)
+    per IoU threshold 0.50, 0.55, ..., 0.95, each matched on its own as COCOeval does; the mean of
+    their mAPs."""
+
+    def __init__(self, num_classes: int, max_det: int | None = 100, class_names: Sequence[str] = (),
+                 thresholds: Sequence[float] = COCO_IOU_THRESHOLDS):
+        self.meters = [DetectionMeter(num_classes, t, max_det, class_names) for t in thresholds]
+
+    def add(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray,
+            gt_boxes: np.ndarray, gt_classes: np.ndarray) -> None:
+        for m in self.meters:
+            m.add(pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes)
+
+    def maps(self) -> list[float]:
+        """mAP at each threshold."""
+        return [m.result().map for m in self.meters]
+
+    def result(self) -> tuple[float, float]:
+        """(mAP@0.5, mAP@0.5:0.95); the first threshold must be 0.5 for the first figure to be mAP@0.5."""
+        maps = self.maps()
+        return maps[0], float(np.mean(maps))
+
+
 class SegmentationMeter:
     """Confusion matrix over all pixels of all images: per-class IoU = TP / (TP + FP + FN)."""
 

@@ -135,6 +135,73 @@ def _drop_output_qdq(model) -> int:
     return removed
 
 
+def _prepare(onnx_path: str, tmp: str, per_channel: bool = True):
+    """The model as the quantizers want it, in tmp: float32 weights, opset >= 13 for per-channel
+    scales, shapes inferred, constants folded, every node named. (prepared path, float tail node names,
+    graph inputs, metadata, float16 weights unfolded)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        model = onnx.load(onnx_path)
+    except Exception as e:
+        raise ModelError(f"cannot load ONNX model {onnx_path}: {str(e).splitlines()[0] if str(e) else e}") from None
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise ModelError(f"{onnx_path}: expected one image input, got {len(inputs)}")
+    metadata = {p.key: p.value for p in model.metadata_props}
+    unfolded = _float_weights(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if per_channel and opset < MIN_OPSET_PER_CHANNEL:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, MIN_OPSET_PER_CHANNEL)
+    plain = str(Path(tmp) / "fp32.onnx")
+    prepared = str(Path(tmp) / "prepared.onnx")
+    onnx.save(model, plain)
+    # ONNX shape inference + ONNX Runtime's constant folding, so the quantizer knows every tensor's
+    # type. Not the symbolic shape inference: it gives up on dynamic-batch YOLOv5 graphs and then
+    # dumps its partial model into the working directory.
+    quant_pre_process(plain, prepared, skip_symbolic_shape=True)
+    prepared_model = onnx.load(prepared)
+    unnamed = [n for n in prepared_model.graph.node if not n.name]
+    for k, n in enumerate(unnamed):  # exclusion goes by node name
+        n.name = f"{n.op_type}_unnamed_{k}"
+    if unnamed:
+        onnx.save(prepared_model, prepared)
+    tail = float_tail(prepared_model)
+    return prepared, tail, inputs, metadata, unfolded
+
+
+def _set_metadata(out, metadata: dict[str, str]) -> None:
+    del out.metadata_props[:]
+    for k, v in metadata.items():
+        entry = out.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def quantize_dynamic_model(onnx_path: str, output: str, log=print) -> dict[str, object]:
+    """ONNX Runtime dynamic quantization: int8 weights per output channel stored in the file, activation
+    ranges computed per call at run time (no calibration; ConvInteger / MatMulInteger + float
+    rescaling). The float tail stays float, as in quantize_model."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, tail, _, metadata, _ = _prepare(onnx_path, tmp, True)
+        quantize_dynamic(prepared, output, per_channel=True, weight_type=QuantType.QUInt8,
+                         op_types_to_quantize=list(WEIGHTED_OPS), nodes_to_exclude=tail)
+    out = onnx.load(output)
+    record = {"format": "dynamic (ConvInteger/MatMulInteger)", "weights": "uint8 per-channel",
+              "activations": "uint8 per-tensor, ranges computed per call", "float_tail": len(tail),
+              "source_sha256": sha256_file(onnx_path)}
+    metadata["quantization"] = json.dumps(record)
+    _set_metadata(out, metadata)
+    onnx.save(out, output)
+    log(f"quantize (dynamic): {onnx_path} -> {output} ({Path(output).stat().st_size / 2**20:.2f} MB)")
+    return record
+
+
 def quantize_model(onnx_path: str, output: str, batches: Iterable[np.ndarray], method: str = "minmax",
                    per_channel: bool = True, activations: str = "int8", log=print,
                    fmt: str = "onnxruntime") -> dict[str, object]:
@@ -154,37 +221,9 @@ def quantize_model(onnx_path: str, output: str, batches: Iterable[np.ndarray], m
         raise ConfigError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        model = onnx.load(onnx_path)
-    except Exception as e:
-        raise ModelError(f"cannot load ONNX model {onnx_path}: {str(e).splitlines()[0] if str(e) else e}") from None
-    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    if len(inputs) != 1:
-        raise ModelError(f"{onnx_path}: expected one image input, got {len(inputs)}")
-    metadata = {p.key: p.value for p in model.metadata_props}
-    unfolded = _float_weights(model)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if per_channel and opset < MIN_OPSET_PER_CHANNEL:
-        from onnx import version_converter
-
-        model = version_converter.convert_version(model, MIN_OPSET_PER_CHANNEL)
     with tempfile.TemporaryDirectory() as tmp:
-        plain = str(Path(tmp) / "fp32.onnx")
-        prepared = str(Path(tmp) / "prepared.onnx")
-        onnx.save(model, plain)
-        # ONNX shape inference + ONNX Runtime's constant folding, so the quantizer knows every tensor's
-        # type. Not the symbolic shape inference: it gives up on dynamic-batch YOLOv5 graphs and then
-        # dumps its partial model into the working directory.
-        quant_pre_process(plain, prepared, skip_symbolic_shape=True)
-        prepared_model = onnx.load(prepared)
-        unnamed = [n for n in prepared_model.graph.node if not n.name]
-        for k, n in enumerate(unnamed):  # exclusion goes by node name
-            n.name = f"{n.op_type}_unnamed_{k}"
-        if unnamed:
-            onnx.save(prepared_model, prepared)
-        tail = float_tail(prepared_model)
+        prepared, tail, inputs, metadata, unfolded = _prepare(onnx_path, tmp, per_channel)
         reader = _Reader(inputs[0].name, batches)
         calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                      "percentile": CalibrationMethod.Percentile}[method]
@@ -211,10 +250,7 @@ def quantize_model(onnx_path: str, output: str, batches: Iterable[np.ndarray], m
               "activations": f"{activations} per-tensor" + (" symmetric" if trt else ""), "calibration": method, "float_tail": len(tail),
               "source_sha256": sha256_file(onnx_path)}
     metadata["quantization"] = json.dumps(record)
-    del out.metadata_props[:]
-    for k, v in metadata.items():
-        entry = out.metadata_props.add()
-        entry.key, entry.value = k, v
+    _set_metadata(out, metadata)
     onnx.save(out, output)
     log(f"quantize: {onnx_path} ({Path(onnx_path).stat().st_size / 2**20:.2f} MB) -> {output} "
         f"({Path(output).stat().st_size / 2**20:.2f} MB), {n_q} QuantizeLinear nodes"
