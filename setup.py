@@ -27,6 +27,8 @@ setup(
         "export": ["onnx>=1.13", "torch"],  # pin torch yourself (CPU wheel) before installing this
         "tools": ["rosbags>=0.9", "tqdm"],
         "test": ["pytest>=7", "pycocotools>=2.0"],
+        # quantization-aware training (train-det / train-seg --qat): TensorRT Model Optimizer, training only
+        "qat": ["nvidia-modelopt==0.47.0", "onnx>=1.13", "torch"],
     },
     zip_safe=True,
     maintainer="perception_edge developers",

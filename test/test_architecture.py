@@ -4,7 +4,8 @@ between files, and imports that point one way through the layers (docs in README
     cli         perception_edge.cli: argparse + main per command; may import anything; nothing imports it
     tools       perception_edge.tools: deprecated aliases of old paths (cli layer); only tools imports tools
     apps        evaluation -> pipeline, backends, data, core; replay -> nodes, config, data, core;
-                engine_request -> backends, config, data, core; model_cache -> models, data, core
+                engine_request -> backends, config, data, core; model_cache -> models, data, core;
+                compression -> evaluation, training, models, pipeline, backends, data, core
     nodes       nodes -> pipeline, backends, config, core
     pipeline    pipeline -> backends, config, core
     training    training -> models, data, core
@@ -49,6 +50,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (f"{PKG}.replay", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.nodes")),
     (f"{PKG}.engine_request", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.backends")),
     (f"{PKG}.model_cache", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.models")),
+    (f"{PKG}.compression", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.data", f"{PKG}.evaluation",
+                            f"{PKG}.models", f"{PKG}.training")),
 ]
 CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",
                   "diagnostic_msgs", "onnxruntime", "onnx", "tensorrt", "pycuda", "cuda", "torch", "torchvision")
@@ -223,6 +226,22 @@ def test_core_stays_free_of_runtimes_and_ros():
     bad = [(m, n) for m, names in RAW.items() if _inside(m, f"{PKG}.core")
            for n in names if n.split(".")[0] in CORE_FORBIDDEN]
     assert not bad, bad
+
+
+def test_model_optimizer_is_imported_lazily_by_training_and_models_only():
+    """nvidia-modelopt (the optional extra [qat]) is a training-time tool: never imported by the runtime,
+    and inside training/ and models/ only within functions (importing those modules does not need it)."""
+    bad = [(m, n) for m, names in RAW.items() for n in names if n.split(".")[0] == "modelopt"
+           and not (_inside(m, f"{PKG}.training") or _inside(m, f"{PKG}.models"))]
+    assert not bad, bad
+    top_level = []
+    for m, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            top_level += [(m, n) for n in names if n.split(".")[0] == "modelopt"]
+    assert not top_level, top_level
+    assert any(n.split(".")[0] == "modelopt" for n in RAW[f"{PKG}.training.qat"])  # guards the walk
 
 
 def test_tensorrt_package_imports_only_core_and_backend_base():
