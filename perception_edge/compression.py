@@ -13,8 +13,10 @@ For each model (ONNX FP32) it builds the variants
 calibrated on synthetic scenes of their own seed (CALIB_SEED), and measures each in a fresh
 subprocess (``python -m perception_edge.compression measure``): accuracy on held-out scenes
 (perception_edge.evaluation.HELD_OUT_SEED; detection mAP@0.5 and mAP@0.5:0.95, lane-marking IoU),
-file size, CPU latency of the backend call at batch 1 and batch 3 (medians, interleaved in the same
-run), and the peak resident memory of that process (VmHWM) after loading the model and running it.
+file size, and the peak resident memory of that process (VmHWM) after loading the model and running
+it at batch 1 and 3. CPU latency of the backend call at batch 1 and batch 3 (medians) comes from one
+more process that loads all variants of a model and calls them in turn (``... latency``), so that on
+a shared machine each variant sees the same background load.
 The markdown table goes to stdout and, with ``readme``, between the markers TABLE_BEGIN / TABLE_END.
 """
 from __future__ import annotations
@@ -116,9 +118,40 @@ def make_variants(model: str, work: Path, qat: str = "", calib_count: int = 64,
 
 # -- one measurement (run in its own process) ---------------------------------------------------
 
+def _blobs(model, image) -> dict[int, np.ndarray]:
+    out = {}
+    for b in (1, 3):
+        t, _ = model.preprocess([(image, "rgb")] * b, batch=model.backend.batch_sizes(b)[0])
+        out[b] = t.copy()
+    return out
+
+
+def latency(paths: Sequence[str], runs: int, threads: int) -> list[dict[str, float]]:
+    """Median backend-call time at batch 1 and 3 of each model, all loaded in this process and called
+    in turn (model by model, batch 1 then 3, `runs` rounds): on a shared machine every variant sees the
+    same background load."""
+    from perception_edge.evaluation import held_out_scenes, load_model
+
+    image = held_out_scenes(1)[0].image
+    models = [load_model(p, "onnxruntime", threads) for p in paths]
+    blobs = [_blobs(m, image) for m in models]
+    for m, b in zip(models, blobs):  # warm-up: ONNX Runtime allocates and picks kernels on the first calls
+        m.backend.run(b[1])
+        m.backend.run(b[3])
+    times = [{1: [], 3: []} for _ in models]
+    for _ in range(runs):
+        for m, b, t in zip(models, blobs, times):
+            for n in (1, 3):
+                t0 = time.perf_counter()
+                m.backend.run(b[n])
+                t[n].append((time.perf_counter() - t0) * 1e3)
+    return [{"b1_ms": float(np.median(t[1])), "b3_ms": float(np.median(t[3]))} for t in times]
+
+
 def measure(path: str, count: int, runs: int, threads: int) -> dict[str, object]:
     """Latency (batch 1 and 3, interleaved), peak memory after them, then accuracy on `count`
-    held-out scenes. In a fresh process: VmHWM then describes this model."""
+    held-out scenes. In a fresh process: VmHWM then describes this model. (The table takes its
+    latency from latency(), all variants of a model in turn in one process.)"""
     from perception_edge.core.metrics import CocoDetectionMeter, SegmentationMeter
     from perception_edge.evaluation import _lane_truth, _run, held_out_scenes, load_model
     from perception_edge.pipeline import Segmenter
@@ -127,10 +160,8 @@ def measure(path: str, count: int, runs: int, threads: int) -> dict[str, object]
     scenes = held_out_scenes(count)
     first = scenes[0].image
     model = load_model(path, "onnxruntime", threads)
-    blobs = {}
+    blobs = _blobs(model, first)
     for b in (1, 3):
-        t, _ = model.preprocess([(first, "rgb")] * b, batch=model.backend.batch_sizes(b)[0])
-        blobs[b] = t.copy()
         model.backend.run(blobs[b])  # warm-up
     times: dict[int, list[float]] = {1: [], 3: []}
     for _ in range(runs):
@@ -156,16 +187,23 @@ def measure(path: str, count: int, runs: int, threads: int) -> dict[str, object]
     return row
 
 
-def measure_in_subprocess(path: str, count: int, runs: int, threads: int) -> dict[str, object]:
-    cmd = [sys.executable, "-m", "perception_edge.compression", "measure", path, "--count", str(count),
-           "--runs", str(runs), "--threads", str(threads)]
+def _subprocess(args: Sequence[str]):
+    cmd = [sys.executable, "-m", "perception_edge.compression", *args]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1])] +
                                         ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
-        raise RuntimeError(f"measuring {path} failed:\n{res.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(args)} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def measure_in_subprocess(path: str, count: int, runs: int, threads: int) -> dict[str, object]:
+    return _subprocess(["measure", path, "--count", str(count), "--runs", str(runs), "--threads", str(threads)])
+
+
+def latency_in_subprocess(paths: Sequence[str], runs: int, threads: int) -> list[dict[str, float]]:
+    return _subprocess(["latency", *paths, "--runs", str(runs), "--threads", str(threads)])
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -238,17 +276,18 @@ def run_table(models: Sequence[str], qat_models: Sequence[str], work: str, count
             raise ConfigError(f"model not found: {model}")
         qat = qat_models[k] if qat_models and qat_models[k] != "-" else ""
         paths = make_variants(model, Path(work), qat, log=log)
-        for v in variants:
-            if v not in paths:
-                continue
-            r = measure_in_subprocess(paths[v], count, runs, threads)
+        todo = [v for v in variants if v in paths]
+        times = latency_in_subprocess([paths[v] for v in todo], runs, threads)
+        for v, t in zip(todo, times):
+            r = measure_in_subprocess(paths[v], count, 3, threads)
+            r.update(t)
             results.append((Path(model).stem, v, r))
             acc = f"IoU {r['iou']:.4f}" if "iou" in r else f"mAP@0.5 {r['map50']:.4f} @0.5:0.95 {r['map50_95']:.4f}"
             log(f"{Path(model).stem:<24} {v:<12} {r['size_mb']:6.2f} MB  b1 {r['b1_ms']:7.1f} ms  "
                 f"b3 {r['b3_ms']:7.1f} ms  peak {r['peak_mb']:5.0f} MB  {acc}")
     table = render_table(results)
     note = (f"{count} held-out scenes (seed of perception_edge.evaluation.HELD_OUT_SEED), latency = median of "
-            f"{runs} interleaved backend calls per batch size, ONNX Runtime CPU, "
+            f"{runs} backend calls per batch size, the variants of a model called in turn in one process, ONNX Runtime CPU, "
             f"{threads or 'default'} threads; {cpu_int8_note()}. Peak RSS: VmHWM of a fresh process that "
             f"loaded the model and ran batch 1 and 3 (an empty process with the imports: "
             f"{results[0][2]['base_mb']:.0f} MB). Generated in {time.time() - t0:.0f} s by "
@@ -261,16 +300,20 @@ def run_table(models: Sequence[str], qat_models: Sequence[str], work: str, count
     return results
 
 
-def _measure_main(argv: Sequence[str]) -> int:
+def _main(argv: Sequence[str]) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m perception_edge.compression measure")
-    ap.add_argument("model")
+    ap = argparse.ArgumentParser(prog="python -m perception_edge.compression")
+    ap.add_argument("what", choices=("measure", "latency"))
+    ap.add_argument("models", nargs="+")
     ap.add_argument("--count", type=int, default=128)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args(argv)
-    print(json.dumps(measure(a.model, a.count, a.runs, a.threads)))
+    if a.what == "measure":
+        print(json.dumps(measure(a.models[0], a.count, a.runs, a.threads)))
+    else:
+        print(json.dumps(latency(a.models, a.runs, a.threads)))
     return 0
 
 
@@ -279,6 +322,4 @@ __all__ = ["VARIANTS", "LABELS", "make_variants", "measure", "render_table", "wr
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "measure":
-        raise SystemExit(_measure_main(sys.argv[2:]))
-    raise SystemExit("usage: python -m perception_edge.compression measure MODEL [--count N] [--runs N] [--threads N]")
+    raise SystemExit(_main(sys.argv[1:]))
