@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from perception_edge.cli.qat_args import add_qat_arguments, qat_options
 from perception_edge.training.detection import DetConfig, train
 
 
@@ -40,14 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--fp16-weights", action="store_true",
                     help="store the exported ONNX weights as float16 (half the size; computes in float32)")
-    q = ap.add_argument_group("quantization-aware training (needs nvidia-modelopt: pip install '.[qat]')")
-    q.add_argument("--qat", action="store_true",
-                   help="fine-tune with INT8 fake quantization from the FP32 model --init (.pt or .onnx) and export "
-                        "a Q/DQ ONNX model (TensorRT explicit INT8; ONNX Runtime runs it too)")
-    q.add_argument("--qat-float-layers", type=int, default=0, metavar="K",
-                   help="leave the K layers most sensitive to quantization in float (default 0; all are reported)")
-    q.add_argument("--qat-calib-batches", type=int, default=8, metavar="N",
-                   help="training batches that calibrate the activation ranges (default 8)")
+    add_qat_arguments(ap)
     args = ap.parse_args(argv)
     lr = args.lr or (0.01 if args.optimizer == "sgd" else 0.002)
     cfg = DetConfig(variant=args.variant, width_multiple=args.width_multiple, depth_multiple=args.depth_multiple,
@@ -57,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     mosaic=args.mosaic, out=args.out, seed=args.seed, threads=args.threads, workers=args.workers,
                     augment=not args.no_augment, export=not args.no_export, fp16_weights=args.fp16_weights, max_steps=args.max_steps,
                     time_limit=args.time_limit, init=args.init,
-                    qat=args.qat, qat_float_layers=args.qat_float_layers, qat_calib_batches=args.qat_calib_batches)
+                    **qat_options(args))
     result = train(cfg)
     print(f"done in {result['train_seconds']:.0f} s; best validation mAP@0.5 {result['best_map']:.4f}; "
           f"checkpoint {result['best']}" + (f"; ONNX {result['onnx']}" if result["onnx"] else ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from perception_edge.cli.qat_args import add_qat_arguments, qat_options
 from perception_edge.training.segmentation import ARCHS, SegConfig, train
 
 
@@ -44,14 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--init", default="", help="start from this train-seg checkpoint (with --qat: a checkpoint or an ONNX model)")
     ap.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
-    q = ap.add_argument_group("quantization-aware training (needs nvidia-modelopt: pip install '.[qat]')")
-    q.add_argument("--qat", action="store_true",
-                   help="fine-tune with INT8 fake quantization from the FP32 model --init (.pt or .onnx) and export "
-                        "a Q/DQ ONNX model (TensorRT explicit INT8; ONNX Runtime runs it too)")
-    q.add_argument("--qat-float-layers", type=int, default=0, metavar="K",
-                   help="leave the K layers most sensitive to quantization in float (default 0; all are reported)")
-    q.add_argument("--qat-calib-batches", type=int, default=8, metavar="N",
-                   help="training batches that calibrate the activation ranges (default 8)")
+    add_qat_arguments(ap)
     args = ap.parse_args(argv)
     cfg = SegConfig(arch=args.arch, classes=args.classes, data=args.data or "", synthetic=args.synthetic or 0,
                     fresh_synthetic=args.fresh_synthetic, synthetic_size=_size(args.synthetic_size), val=args.val,
@@ -59,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     lr=args.lr, out=args.out, seed=args.seed, unet_base=args.unet_base, unet_depth=args.unet_depth,
                     unet_stem_stride=args.unet_stem_stride, time_limit=args.time_limit, threads=args.threads, workers=args.workers, augment=not args.no_augment,
                     export=not args.no_export, max_steps=args.max_steps, init=args.init,
-                    qat=args.qat, qat_float_layers=args.qat_float_layers, qat_calib_batches=args.qat_calib_batches)
+                    **qat_options(args))
     result = train(cfg)
     print(f"done in {result['train_seconds']:.0f} s; best validation foreground IoU {result['best_iou']:.4f}; "
           f"checkpoint {result['best']}" + (f"; ONNX {result['onnx']}" if result["onnx"] else ""))
