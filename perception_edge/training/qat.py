@@ -31,6 +31,7 @@ import numpy as np
 from perception_edge.core.errors import ConfigError, ModelError
 
 QAT_OPSET = 13  # DequantizeLinear's axis (per-channel weight scales)
+SENSITIVITY_FRAMES = 2  # frames of the first calibration batch the per-layer sensitivity pass runs on
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
@@ -241,7 +242,7 @@ def quantize(model, calib_batches: list, float_layers: int = 0, log: Callable[[s
     model.eval()
     model = mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop)
     n_layers = len({n.rsplit(".", 1)[0] for n in _quantizers(model)})
-    scores = sensitivity(model, calib_batches[:2])
+    scores = sensitivity(model, [calib_batches[0][:SENSITIVITY_FRAMES]])  # a ranking: a few frames suffice
     kept = [name for name, _ in scores[:max(0, float_layers)]]
     for n, q in _quantizers(model).items():
         if n.rsplit(".", 1)[0] in kept:
