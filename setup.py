@@ -32,6 +32,8 @@ setup(
         # the CARLA client must match the server's version: pin it to yours (0.9.14 - 0.9.16 are
         # supported), e.g. pip install 'perception_edge[carla]' carla==0.9.15
         "carla": ["carla>=0.9.14,<0.9.17"],
+        # quantization-aware training (train-det / train-seg --qat): TensorRT Model Optimizer, training only
+        "qat": ["nvidia-modelopt==0.47.0", "onnx>=1.13", "torch"],
     },
     zip_safe=True,
     maintainer="perception_edge developers",

@@ -85,8 +85,28 @@ def resolve(args: Any) -> BuildRequest:
                                 if _same_file(str(model), values["segmentation.model"]) else "letterbox")
     notes: list[str] = []
 
+    strongly_typed = bool(getattr(args, "strongly_typed", False))
+    if onnx.quantized:  # explicit quantization: the Q/DQ nodes carry the INT8 scales
+        if not args.precision:
+            precision = "int8"
+            notes.append("the model is explicitly quantized (Q/DQ nodes): building INT8 (FP16 fallback) "
+                         "without calibration")
+        elif args.precision != "int8":
+            raise ConfigError(f"{args.model} is explicitly quantized (Q/DQ nodes): build it with --precision int8 "
+                              f"(not {args.precision}), or build its FP32 model")
+        stray = [f for f, v in (("--calibration", args.calibration), ("--calibration-topic", args.calibration_topic),
+                                ("--calibration-cache", args.calibration_cache)) if v]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)}: {args.model} is explicitly quantized (Q/DQ nodes) and "
+                              "carries its INT8 scales; it takes no calibration")
+        if dla >= 0:
+            notes.append("DLA and Q/DQ: layers DLA cannot run with the model's scales fall back to the GPU")
+    elif strongly_typed:
+        raise ConfigError("--strongly-typed takes an explicitly quantized (Q/DQ) model, e.g. from "
+                          "quantize --format tensorrt or train-* --qat")
+
     calibration = None
-    if precision == "int8":
+    if precision == "int8" and not onnx.quantized:
         if not args.calibration and not (args.calibration_cache and Path(args.calibration_cache).is_file()):
             raise ConfigError("--precision int8 needs calibration frames (--calibration SRC) or an existing "
                               "--calibration-cache FILE")
@@ -104,7 +124,10 @@ def resolve(args: Any) -> BuildRequest:
                              default_max_batch=values["engine.max_batch"])
     dims = settings.inputs[0][1]
     input_hw = (int(dims[-2]), int(dims[-1]))
-    if precision == "int8":
+    if precision == "int8" and onnx.quantized:
+        settings = make_settings(onnx, "int8", lo, opt, hi, workspace, dla, input_size=input_size,
+                                 default_max_batch=values["engine.max_batch"], strongly_typed=strongly_typed)
+    elif precision == "int8":
         cal_batch = args.calibration_batch
         if not settings.dynamic_batch:
             if cal_batch not in (None, settings.batch.max):

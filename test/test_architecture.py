@@ -7,6 +7,7 @@ between files, and imports that point one way through the layers (docs in README
                 engine_request -> backends, config, data, core; model_cache -> models, data, core;
                 offline_replay -> pipeline, config, data, core (nodes.parameters: model paths);
                 bag_report -> data, core
+                compression -> evaluation, training, models, pipeline, backends, data, core
     sim         sim -> pipeline, config, data, core (no rclpy); carla_ros -> sim, data, core
     nodes       nodes -> pipeline, backends, sources, config, core
     sources     sources -> data, config, core (camera / stream / file readers: GStreamer, OpenCV; no ROS)
@@ -61,6 +62,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # simulation loops: ROS-free (CARLA's client is imported lazily); carla_ros is their ROS side
     (f"{PKG}.sim", (f"{PKG}.core", f"{PKG}.config", f"{PKG}.data", f"{PKG}.pipeline")),
     (f"{PKG}.carla_ros", (f"{PKG}.core", f"{PKG}.data", f"{PKG}.sim")),
+    (f"{PKG}.compression", (f"{PKG}.core", f"{PKG}.backends", f"{PKG}.pipeline", f"{PKG}.data", f"{PKG}.evaluation",
+                            f"{PKG}.models", f"{PKG}.training")),
 ]
 CORE_FORBIDDEN = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs",
                   "diagnostic_msgs", "onnxruntime", "onnx", "tensorrt", "pycuda", "cuda", "torch", "torchvision")
@@ -241,6 +244,22 @@ def test_sim_stays_free_of_ros():
     ros = ("rclpy", "rcl_interfaces", "builtin_interfaces", "std_msgs", "sensor_msgs", "vision_msgs")
     bad = [(m, n) for m, names in RAW.items() if _inside(m, f"{PKG}.sim") for n in names if n.split(".")[0] in ros]
     assert not bad and any(_inside(m, f"{PKG}.sim") for m in RAW), bad
+
+
+def test_model_optimizer_is_imported_lazily_by_training_and_models_only():
+    """nvidia-modelopt (the optional extra [qat]) is a training-time tool: never imported by the runtime,
+    and inside training/ and models/ only within functions (importing those modules does not need it)."""
+    bad = [(m, n) for m, names in RAW.items() for n in names if n.split(".")[0] == "modelopt"
+           and not (_inside(m, f"{PKG}.training") or _inside(m, f"{PKG}.models"))]
+    assert not bad, bad
+    top_level = []
+    for m, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            top_level += [(m, n) for n in names if n.split(".")[0] == "modelopt"]
+    assert not top_level, top_level
+    assert any(n.split(".")[0] == "modelopt" for n in RAW[f"{PKG}.training.qat"])  # guards the walk
 
 
 def test_tensorrt_package_imports_only_core_and_backend_base():

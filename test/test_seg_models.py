@@ -101,6 +101,23 @@ def test_ddrnet_onnx_matches_torch_and_is_tensorrt_friendly(tmp_path):
                   for n in pools) == [[5, 5], [9, 9], [17, 17]]
 
 
+def test_ddrnet_high_resolution_head(tmp_path):
+    """ddrnet23-slim-hr: the same backbone (a 1/8-head checkpoint loads into it but for the head),
+    logits computed at 1/2 resolution, exported like the standard one."""
+    hw = (128, 192)
+    hr = ddrnet23_slim(1, refine=True)
+    std = ddrnet23_slim(1)
+    missing, unexpected = hr.load_state_dict(std.state_dict(), strict=False)
+    assert all(k.startswith("hr_head.") for k in missing) and all(k.startswith("final_layer.") for k in unexpected)
+    assert _params(hr) < _params(std)  # the 1/2-resolution head is lighter than the 1/8 one
+    model = _with_stats(hr, hw)
+    _onnx_matches_torch(model, tmp_path / "hr.onnx", hw, 2, dynamic_batch=True)
+    with torch.no_grad():
+        model.hr_head.classifier.weight.zero_()
+        model.hr_head.classifier.bias.zero_()
+        assert model(torch.rand(1, 3, *hw)).abs().max() == 0  # the logits come from the classifier at 1/2
+
+
 def test_unet_onnx_matches_torch(tmp_path):
     hw = (96, 160)
     model = _with_stats(UNet(1, 4, 3, stem_stride=2), hw)

@@ -2,7 +2,9 @@
 request is planned by perception_edge.engine_request, built by perception_edge.backends.tensorrt).
 
 FP32 / FP16 / INT8 (entropy or min-max calibration on frames from a folder, video or rosbag, fed
-through the runtime Preprocessor so the scales match what the engine sees in service), dynamic batch
+through the runtime Preprocessor so the scales match what the engine sees in service; an explicitly
+quantized Q/DQ model -- quantize --format tensorrt, train-* --qat -- builds INT8 without calibration,
+optionally --strongly-typed on TensorRT 10), dynamic batch
 profiles, workspace limit, DLA with GPU fallback, timing-cache reuse, progress output, and the
 equivalent trtexec command. Arguments are validated before TensorRT is imported, and
 --print-trtexec works without TensorRT.
@@ -53,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--input-size", type=int, help="square size for a model whose H/W are dynamic")
     p.add_argument("--workspace-mb", type=int, help="builder workspace limit in MiB (default: engine.workspace_mb)")
     p.add_argument("--dla-core", type=int, help="build for this DLA core, with GPU fallback (Xavier/Orin)")
+    p.add_argument("--strongly-typed", action="store_true",
+                   help="TensorRT 10: build a Q/DQ model as a strongly typed network (precisions from the "
+                        "graph, no INT8/FP16 flags)")
     p.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to reuse and update")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--output", metavar="ENGINE", help="engine file to write (.engine/.plan)")
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if req.print_trtexec:
         target = engine_path(req, identity_or_none())
         cal = with_calibration_cache(req, target)
-        if req.settings.precision == "int8":
+        if req.settings.precision == "int8" and not req.settings.explicit_int8:
             print("note: trtexec reads INT8 scales from the calibration cache (--calib) and cannot calibrate "
                   "from frames; build-engine writes that cache", file=sys.stderr)
         print(trtexec_command(req.onnx_path, target, req.settings, req.onnx,

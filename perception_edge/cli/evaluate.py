@@ -63,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs", type=int, default=20, help="timed runs per model for the latency median")
     ap.add_argument("--json", default="", help="also write the results to this JSON file")
     ap.add_argument("--tables", action="store_true", help="print the per-class detection tables")
+    t = ap.add_argument_group("compression table (perception_edge.compression): every model x FP32, FP16 weights, "
+                              "PTQ static ORT / TensorRT Q/DQ, PTQ dynamic, QAT")
+    t.add_argument("--table", action="store_true", help="build the variants of each model and measure them")
+    t.add_argument("--qat-models", nargs="+", default=[], metavar="QAT", help="the QAT model of each model ('-': none)")
+    t.add_argument("--work", default="runs/compression", help="folder for the variants (default runs/compression)")
+    t.add_argument("--readme", default="", help="write the table between its markers into this markdown file")
     return ap
 
 
@@ -110,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(a == "--bag" or a.startswith("--bag=") for a in argv):  # the results-bag mode
         return main_bag(argv)
     args = parser().parse_args(argv)
+    if args.table:
+        from perception_edge.compression import run_table
+
+        run_table(args.models, args.qat_models, args.work, args.count, args.runs, args.threads, args.readme, args.json)
+        return 0
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
     if args.frames and not args.reference:

@@ -1,4 +1,4 @@
-"""`perception-edge quantize`: ONNX FP32 -> ONNX INT8 for ONNX Runtime (static, QDQ, per-channel).
+"""`perception-edge quantize`: ONNX FP32 -> ONNX INT8 (static, QDQ, per-channel) for ONNX Runtime or TensorRT.
 
 The command line of perception_edge.models.quantize (what is quantized and why: see there).
 Calibration frames (a folder, video, GIF or rosbag topic) go through the runtime Preprocessor
@@ -12,7 +12,7 @@ from typing import Sequence
 
 from perception_edge.core.calibration import CalibrationBatches
 from perception_edge.core.errors import ConfigError
-from perception_edge.models.quantize import ACTIVATION_TYPES, DEFAULT_FRAMES, METHODS, quantize_model
+from perception_edge.models.quantize import ACTIVATION_TYPES, DEFAULT_FRAMES, FORMATS, METHODS, quantize_model
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
                     help="activation type: int8 (S8S8, ONNX Runtime's default, fast on Arm with dot-product "
                          "instructions such as Jetson's) or uint8 (U8S8, faster on x86 CPUs without VNNI)")
     ap.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    ap.add_argument("--format", choices=FORMATS, default="onnxruntime", dest="fmt",
+                    help="onnxruntime: ONNX Runtime's QDQ (default); tensorrt: TensorRT's explicit INT8 layout "
+                         "(symmetric int8, Q/DQ on weighted-layer inputs only) for build-engine without calibration")
     return ap
 
 
@@ -48,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = iter_frames(args.calibration, args.calibration_topic or None, args.calibration_frames, args.stride)
     batches = CalibrationBatches(frames, hw, batch, args.calibration_frames, mode=mode, last="repeat")
     backend.close()
-    quantize_model(args.model, args.output, batches, args.method, not args.per_tensor, args.activations)
+    quantize_model(args.model, args.output, batches, args.method, not args.per_tensor, args.activations,
+                   fmt=args.fmt)
     print(f"calibrated on {batches.frames_used} frames in {batches.batches} batches of {batch} ({mode}, {hw[1]}x{hw[0]})")
     return 0
 

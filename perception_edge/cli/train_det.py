@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from perception_edge.cli.qat_args import add_qat_arguments, qat_options
 from perception_edge.training.detection import DetConfig, train
 
 
@@ -36,10 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--time-limit", type=float, default=0.0, help="stop after this many minutes of training")
-    ap.add_argument("--init", default="", help="start from this train-det checkpoint")
+    ap.add_argument("--init", default="", help="start from this train-det checkpoint (with --qat: a checkpoint or an ONNX model)")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--fp16-weights", action="store_true",
                     help="store the exported ONNX weights as float16 (half the size; computes in float32)")
+    add_qat_arguments(ap)
     args = ap.parse_args(argv)
     lr = args.lr or (0.01 if args.optimizer == "sgd" else 0.002)
     cfg = DetConfig(variant=args.variant, width_multiple=args.width_multiple, depth_multiple=args.depth_multiple,
@@ -48,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     batch=args.batch, img_size=parse_size(args.img_size), optimizer=args.optimizer, lr=lr,
                     mosaic=args.mosaic, out=args.out, seed=args.seed, threads=args.threads, workers=args.workers,
                     augment=not args.no_augment, export=not args.no_export, fp16_weights=args.fp16_weights, max_steps=args.max_steps,
-                    time_limit=args.time_limit, init=args.init)
+                    time_limit=args.time_limit, init=args.init,
+                    **qat_options(args))
     result = train(cfg)
     print(f"done in {result['train_seconds']:.0f} s; best validation mAP@0.5 {result['best_map']:.4f}; "
           f"checkpoint {result['best']}" + (f"; ONNX {result['onnx']}" if result["onnx"] else ""))

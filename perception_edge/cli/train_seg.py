@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from perception_edge.cli.qat_args import add_qat_arguments, qat_options
 from perception_edge.training.segmentation import ARCHS, SegConfig, train
 
 
@@ -42,15 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--workers", type=int, default=0, help="data loader processes")
     ap.add_argument("--max-steps", type=int, default=0)
-    ap.add_argument("--init", default="", help="start from this train-seg checkpoint")
+    ap.add_argument("--init", default="", help="start from this train-seg checkpoint (with --qat: a checkpoint or an ONNX model)")
     ap.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
+    add_qat_arguments(ap)
     args = ap.parse_args(argv)
     cfg = SegConfig(arch=args.arch, classes=args.classes, data=args.data or "", synthetic=args.synthetic or 0,
                     fresh_synthetic=args.fresh_synthetic, synthetic_size=_size(args.synthetic_size), val=args.val,
                     epochs=args.epochs, batch=args.batch, img_size=_size(args.img_size), resize_mode=args.resize_mode,
                     lr=args.lr, out=args.out, seed=args.seed, unet_base=args.unet_base, unet_depth=args.unet_depth,
                     unet_stem_stride=args.unet_stem_stride, time_limit=args.time_limit, threads=args.threads, workers=args.workers, augment=not args.no_augment,
-                    export=not args.no_export, max_steps=args.max_steps, init=args.init)
+                    export=not args.no_export, max_steps=args.max_steps, init=args.init,
+                    **qat_options(args))
     result = train(cfg)
     print(f"done in {result['train_seconds']:.0f} s; best validation foreground IoU {result['best_iou']:.4f}; "
           f"checkpoint {result['best']}" + (f"; ONNX {result['onnx']}" if result["onnx"] else ""))

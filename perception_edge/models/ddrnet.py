@@ -156,6 +156,35 @@ class SegmentHead(nn.Module):
         return self.conv2(self.relu(self.bn2(x)))
 
 
+class HighResHead(nn.Module):
+    """The segmentation head moved up to 1/2 resolution, for classes a few pixels wide (lane markings):
+    the 1/8 features (projected to `mid` channels) upsampled and joined with the 1/4 features of
+    layer1, then with a stride-2 convolution of the image, each joint refined by a 3x3 convolution;
+    logits at 1/2 resolution. (Bilinear upsampling of 1/8 logits cannot draw a line narrower than the
+    8-pixel grid: on the synthetic lane scenes at 640x384 even perfect 1/8 coverage maps reach IoU 0.63.)"""
+
+    def __init__(self, cin: int, mid: int, num_classes: int, half: int = 16):
+        super().__init__()
+        self.project = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid, momentum=BN_MOMENTUM),
+                                     nn.ReLU(inplace=True))
+        self.join_quarter = nn.Sequential(nn.Conv2d(mid * 2, mid, 3, padding=1, bias=False),
+                                     nn.BatchNorm2d(mid, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(3, half, 3, 2, 1, bias=False), nn.BatchNorm2d(half, momentum=BN_MOMENTUM),
+                                  nn.ReLU(inplace=True))
+        self.join_half = nn.Sequential(nn.Conv2d(mid + half, half, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(half, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.classifier = nn.Conv2d(half, num_classes, 1, bias=True)
+        if num_classes == 1:  # binary: start at a low foreground prior (thin structures are rare)
+            nn.init.constant_(self.classifier.bias, -2.0)
+
+    def forward(self, x: torch.Tensor, quarter: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        x = _up(self.project(x), quarter.shape[-2:])
+        x = self.join_quarter(torch.cat([x, torch.relu(quarter)], 1))
+        s = self.stem(image)
+        x = self.join_half(torch.cat([_up(x, s.shape[-2:]), s], 1))
+        return self.classifier(x)
+
+
 def _make_layer(block, cin: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
     downsample = None
     if stride != 1 or cin != planes * block.expansion:
@@ -175,7 +204,7 @@ class DDRNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 19, planes: int = 32, spp_planes: int = 128, head_planes: int = 64,
-                 layers: tuple[int, int, int, int] = (2, 2, 2, 2), aux_head: bool = False):
+                 layers: tuple[int, int, int, int] = (2, 2, 2, 2), aux_head: bool = False, refine: bool = False):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -209,7 +238,11 @@ class DDRNet(nn.Module):
         self.spp = DAPPM(planes * 16, spp_planes, planes * 4)
         if aux_head:
             self.seghead_extra = SegmentHead(high, head_planes, num_classes)
-        self.final_layer = SegmentHead(planes * 4, head_planes, num_classes)
+        self.refine = refine
+        if refine:  # a light head at 1/2 resolution instead of the 1/8 one (thin structures: see HighResHead)
+            self.hr_head = HighResHead(planes * 4, planes, num_classes)
+        else:
+            self.final_layer = SegmentHead(planes * 4, head_planes, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -219,7 +252,9 @@ class DDRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         in_size = x.shape[-2:]
+        image = x
         x = self.layer1(self.conv1(x))
+        quarter = x
         l2 = self.layer2(self.relu(x))  # 1/8
         l3 = self.layer3(self.relu(l2))  # 1/16
         hi = self.layer3_(self.relu(l2))  # high-resolution branch, 1/8
@@ -233,14 +268,19 @@ class DDRNet(nn.Module):
         hi = hi + _up(self.compression4(self.relu(l4)), hi_size)
         hi = self.layer5_(self.relu(hi))
         lo = _up(self.spp(self.layer5(self.relu(lo))), hi_size)  # 1/64 -> 1/8
-        out = _up(self.final_layer(lo + hi), in_size)
+        if self.refine:
+            out = _up(self.hr_head(lo + hi, quarter, image), in_size)
+        else:
+            out = _up(self.final_layer(lo + hi), in_size)
         if self.aux_head and self.training:
             return [out, _up(self.seghead_extra(aux_in), in_size)]
         return out
 
 
-def ddrnet23_slim(num_classes: int = 19, aux_head: bool = False) -> DDRNet:
-    return DDRNet(num_classes, planes=32, spp_planes=128, head_planes=64, layers=(2, 2, 2, 2), aux_head=aux_head)
+def ddrnet23_slim(num_classes: int = 19, aux_head: bool = False, refine: bool = False) -> DDRNet:
+    """refine: the head at 1/2 resolution (HighResHead) instead of 1/8 ("ddrnet23-slim-hr" in train-seg)."""
+    return DDRNet(num_classes, planes=32, spp_planes=128, head_planes=64, layers=(2, 2, 2, 2), aux_head=aux_head,
+                  refine=refine)
 
 
 def ddrnet23(num_classes: int = 19, aux_head: bool = False) -> DDRNet:

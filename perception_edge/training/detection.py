@@ -462,8 +462,9 @@ class DetTrainer(Trainer):
 
         cfg = self.cfg
         # dynamic batch: the camera fusion node sends all cameras of a step through one call
-        onnx_path = export_onnx(best, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1, dynamic_batch=True)
-        if cfg.fp16_weights:
+        onnx_path = export_onnx(best, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1, dynamic_batch=True,
+                                opset=13 if cfg.qat else 12)  # Q/DQ per-channel axis: opset 13
+        if cfg.fp16_weights and not cfg.qat:  # QAT weights are stored as int8
             store_weights_fp16(onnx_path)
         return onnx_path
 

@@ -9,6 +9,7 @@ weights run after run (with the same torch build and thread count).
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -89,7 +90,10 @@ class TrainConfig:
     export: bool = True
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
     time_limit: float = 0.0  # minutes of training (0: no limit); the LR schedule follows the elapsed fraction
-    init: str = ""  # start from this checkpoint
+    init: str = ""  # start from this checkpoint (with qat: a checkpoint or an ONNX model of the architecture)
+    qat: bool = False  # quantization-aware training from `init` (perception_edge.training.qat)
+    qat_float_layers: int = 0  # the most sensitive layers left in float
+    qat_calib_batches: int = 8  # training batches calibrating the activation ranges
     quiet: bool = False
     class_names: list[str] = field(default_factory=list)
 
@@ -233,7 +237,12 @@ class Trainer:
         names = self.class_names(names)
         cfg.class_names = names
         model = self.make_model(names)
-        if cfg.init:
+        self.best_model = None
+        if cfg.qat:  # fake-quantized from the FP32 weights of cfg.init
+            from perception_edge.training.qat import prepare
+
+            model = prepare(self, model, train_src, log=(lambda s: None) if cfg.quiet else print)
+        elif cfg.init:
             init_model, _ = self.load_checkpoint(cfg.init)
             model.load_state_dict(init_model.state_dict(), strict=False)
         n_params = sum(p.numel() for p in model.parameters())
@@ -298,6 +307,8 @@ class Trainer:
             if score > best:
                 best = score
                 torch.save(ck, out / "best.pt")
+                if cfg.qat:  # a fake-quantized model is exported as it is in memory
+                    self.best_model = copy.deepcopy(kept)
             if not cfg.quiet:
                 print(f"epoch {epoch + 1}: loss {record['loss']:.4f}{self.summary(record)}  "
                       f"({time.time() - t_start:.0f} s)", flush=True)
@@ -308,12 +319,22 @@ class Trainer:
                                                       "cpu_seconds": round(cpu, 1)}, indent=1))
         onnx_path = ""
         if cfg.export:
-            best_model, _ = self.load_checkpoint(str(out / "best.pt"))
+            if self.best_model is not None:
+                best_model = self.best_model.eval()
+            else:
+                best_model, _ = self.load_checkpoint(str(out / "best.pt"))
             onnx_path = self.export(best_model, out, names)
+            if cfg.qat:
+                from perception_edge.training.qat import finish_export
+
+                finish_export(onnx_path, getattr(self, "qat_report", None), cfg.init)
             if not cfg.quiet:
                 print(f"exported {onnx_path}")
-        return {"history": history, self.best_key: best, "best": str(out / "best.pt"), "onnx": onnx_path,
+        result = {"history": history, self.best_key: best, "best": str(out / "best.pt"), "onnx": onnx_path,
                 "train_seconds": elapsed, "cpu_seconds": cpu, "parameters": n_params}
+        if cfg.qat:
+            result["qat"] = getattr(self, "qat_report", None)
+        return result
 
 
 __all__ = ["TrainConfig", "Trainer", "Progress", "read_checkpoint", "warmup_cosine_lr", "training_progress"]

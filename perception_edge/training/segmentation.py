@@ -24,7 +24,7 @@ import numpy as np
 from perception_edge.core.errors import ConfigError
 from perception_edge.training.loop import TrainConfig, Trainer, read_checkpoint, warmup_cosine_lr
 
-ARCHS = ("unet", "ddrnet23-slim")
+ARCHS = ("unet", "ddrnet23-slim", "ddrnet23-slim-hr")  # -hr: DDRNet's head at 1/2 resolution (thin lanes)
 
 
 @dataclass
@@ -53,10 +53,10 @@ def build_model(arch: str, classes: int, unet_base: int = 16, unet_depth: int = 
         from perception_edge.models.unet import UNet
 
         return UNet(out_ch, base=unet_base, depth=unet_depth, stem_stride=unet_stem_stride)
-    if arch == "ddrnet23-slim":
+    if arch in ("ddrnet23-slim", "ddrnet23-slim-hr"):
         from perception_edge.models.ddrnet import ddrnet23_slim
 
-        return ddrnet23_slim(out_ch, aux_head=aux)
+        return ddrnet23_slim(out_ch, aux_head=aux, refine=arch.endswith("-hr"))
     raise ConfigError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
 
 
@@ -248,7 +248,8 @@ class SegTrainer(Trainer):
 
         cfg = self.cfg
         return export_segmentation_onnx(best, str(out / "model.onnx"), cfg.input_hw, class_names=list(names),
-                                        resize_mode=cfg.resize_mode, dynamic_batch=True)  # all cameras, one call
+                                        resize_mode=cfg.resize_mode, dynamic_batch=True,  # all cameras, one call
+                                        opset=13 if cfg.qat else 12)  # Q/DQ per-channel axis: opset 13
 
 
 def train(cfg: SegConfig) -> dict[str, object]:

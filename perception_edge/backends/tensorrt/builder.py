@@ -1,5 +1,7 @@
 """ONNX -> serialized TensorRT engine (+ JSON sidecar): parse, configure (precision, workspace, DLA,
-batch profiles, timing cache), calibrate INT8 on CalibrationBatches, build with progress output.
+batch profiles, timing cache), calibrate INT8 on CalibrationBatches (implicit INT8, TensorRT 8.5) or
+take the scales of an explicitly quantized Q/DQ model (INT8 + FP16 flags, no calibrator; or a strongly
+typed network on TensorRT 10), build with progress output.
 TensorRT is imported when a build starts."""
 from __future__ import annotations
 
@@ -91,8 +93,14 @@ def build_serialized(trt, onnx_bytes: bytes, onnx_path: str, settings: BuildSett
     logger = trt_logger(trt, verbose)
     builder = trt.Builder(logger)
     flags = 0
-    if int(str(trt.__version__).split(".")[0]) < 10:  # explicit batch is the only mode in 10.x
+    major = int(str(trt.__version__).split(".")[0])
+    if major < 10:  # explicit batch is the only mode in 10.x
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if settings.strongly_typed:
+        if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            raise ConfigError(f"--strongly-typed needs TensorRT 10 (this is {trt.__version__}); "
+                              "build the Q/DQ model without it (INT8 + FP16 flags)")
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     _parse_onnx(trt, network, logger, onnx_bytes, onnx_path)
     config = builder.create_builder_config()
@@ -126,7 +134,10 @@ def build_serialized(trt, onnx_bytes: bytes, onnx_path: str, settings: BuildSett
         config.add_optimization_profile(profile)
 
     calibrator = None
-    if settings.precision == "int8":
+    if settings.explicit_int8:  # Q/DQ model: TensorRT takes the scales from the graph, no calibrator
+        log("  explicit INT8: scales from the model's Q/DQ nodes, no calibration"
+            + ("; strongly typed network" if settings.strongly_typed else "; FP16 for layers outside Q/DQ"))
+    elif settings.precision == "int8":
         if calibration is None:
             raise ConfigError("INT8 needs a calibration plan")
         cache = CalibrationCache(calibration.cache_path, calibration.expected_cache_digest)

@@ -65,6 +65,8 @@ class BuildSettings:
     dla_core: int = -1
     calibrator: str = ""  # int8 only: entropy | minmax
     calibration_sha256: str = ""  # int8 only: digest of the calibration input (or of its cache)
+    explicit_int8: bool = False  # int8 from the model's Q/DQ nodes (no calibrator)
+    strongly_typed: bool = False  # TensorRT 10 strongly typed network: precisions from the graph's types
 
     def validate(self) -> BuildSettings:
         if self.precision not in PRECISIONS:
@@ -80,7 +82,14 @@ class BuildSettings:
             raise ConfigError(f"workspace {self.workspace_mb} MiB is outside 16..1048576")
         if self.dla_core >= 0 and self.precision == "fp32":
             raise ConfigError("DLA runs FP16 or INT8 only: use --precision fp16 or int8 with --dla-core")
-        if self.precision == "int8":
+        if self.strongly_typed and not self.explicit_int8:
+            raise ConfigError("a strongly typed build takes an explicitly quantized (Q/DQ) model")
+        if self.explicit_int8:
+            if self.precision != "int8":
+                raise ConfigError(f"a Q/DQ model builds as int8, not {self.precision}")
+            if self.calibrator or self.calibration_sha256:
+                raise ConfigError("a Q/DQ model carries its INT8 scales: it takes no calibration")
+        elif self.precision == "int8":
             if self.calibrator not in CALIBRATORS:
                 raise ConfigError(f"calibrator {self.calibrator!r} is not one of {', '.join(CALIBRATORS)}")
             if not self.calibration_sha256:
@@ -93,6 +102,8 @@ class BuildSettings:
     def build_flags(self) -> list[str]:
         """TensorRT BuilderFlag names this build sets."""
         flags = []
+        if self.strongly_typed:  # TensorRT 10 refuses precision flags on strongly typed networks
+            return ["GPU_FALLBACK"] if self.dla_core >= 0 else []
         if self.precision in ("fp16", "int8"):
             flags.append("FP16")  # INT8 engines keep FP16 for layers without INT8 kernels
         if self.precision == "int8":
@@ -108,6 +119,9 @@ class BuildSettings:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["inputs"] = {name: list(dims) for name, dims in self.inputs}
+        for k in ("explicit_int8", "strongly_typed"):  # absent when off: the keys of earlier builds hold
+            if not d[k]:
+                del d[k]
         return d
 
 
@@ -115,9 +129,10 @@ def make_settings(onnx: OnnxIO, precision: str = "fp16", min_batch: int | None =
                   opt_batch: int | None = None, max_batch: int | None = None,
                   workspace_mb: int = 1024, dla_core: int = -1, calibrator: str = "",
                   calibration_sha256: str = "", input_size: int | None = None,
-                  default_max_batch: int = 4) -> BuildSettings:
+                  default_max_batch: int = 4, strongly_typed: bool = False) -> BuildSettings:
     """Settings for an ONNX model. A dynamic batch gets the profile min..max (defaults 1..
-    default_max_batch, opt = max); a fixed batch B allows only B. Dynamic H/W take input_size."""
+    default_max_batch, opt = max); a fixed batch B allows only B. Dynamic H/W take input_size.
+    An explicitly quantized (Q/DQ) model at precision int8 builds without calibration."""
     first = onnx.inputs[0].shape
     if len(first) < 1:
         raise ModelError(f"ONNX input {onnx.inputs[0].name} has no batch dimension")
@@ -144,7 +159,9 @@ def make_settings(onnx: OnnxIO, precision: str = "fp16", min_batch: int | None =
     settings = BuildSettings(precision=precision, batch=batch, inputs=tuple(inputs),
                              dynamic_batch=static is None, workspace_mb=int(workspace_mb),
                              dla_core=int(dla_core), calibrator=calibrator if precision == "int8" else "",
-                             calibration_sha256=calibration_sha256 if precision == "int8" else "")
+                             calibration_sha256=calibration_sha256 if precision == "int8" else "",
+                             explicit_int8=bool(onnx.quantized) and precision == "int8",
+                             strongly_typed=strongly_typed)
     return settings.validate()
 
 
@@ -234,6 +251,9 @@ def make_sidecar(*, onnx_path, onnx_sha256: str, settings: BuildSettings, identi
         "compute_capability": identity.compute_capability,
         "precision": settings.precision,
         "build_flags": settings.build_flags,
+        "int8_mode": (("explicit (Q/DQ)" if settings.explicit_int8 else "calibrated")
+                      if settings.precision == "int8" else None),
+        "strongly_typed": settings.strongly_typed,
         "workspace_mb": settings.workspace_mb,
         "dla_core": settings.dla_core,
         "inputs": [{"name": name, "shape": [-1 if settings.dynamic_batch else settings.batch.max] + list(dims)}
@@ -310,6 +330,8 @@ def rebuild_command(data: Mapping[str, Any] | None, engine_path=None) -> str:
         args += ["--workspace-mb", str(data["workspace_mb"])]
     if int(data.get("dla_core", -1)) >= 0:
         args += ["--dla-core", str(data["dla_core"])]
+    if data.get("strongly_typed"):
+        args.append("--strongly-typed")
     calib = data.get("calibration") or {}
     if calib.get("source"):
         args += ["--calibration", str(calib["source"])]

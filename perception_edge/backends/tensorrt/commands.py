@@ -27,6 +27,8 @@ def build_command(onnx_path: str, settings: BuildSettings, cache_dir: str = "", 
         args += ["--input-size", str(input_size)]
     if settings.dla_core >= 0:
         args += ["--dla-core", str(settings.dla_core)]
+    if settings.strongly_typed:
+        args.append("--strongly-typed")
     if calibration is not None:
         if calibration.source:
             args += ["--calibration", calibration.source]
@@ -46,13 +48,16 @@ def build_command(onnx_path: str, settings: BuildSettings, cache_dir: str = "", 
 def trtexec_command(onnx_path: str, engine_path: str, settings: BuildSettings, onnx: OnnxIO,
                     calibration_cache: str = "", timing_cache: str = "") -> str:
     """The trtexec command that builds the same engine. trtexec cannot calibrate from images: for INT8
-    it reads the scales from the calibration cache that build-engine writes."""
+    it reads the scales from the calibration cache that build-engine writes. An explicitly quantized
+    (Q/DQ) model needs no cache: --int8 --fp16, or --stronglyTyped."""
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
-    if settings.precision in ("fp16", "int8"):
+    if settings.strongly_typed:  # precisions come from the Q/DQ graph's types; no precision flags
+        args.append("--stronglyTyped")
+    elif settings.precision in ("fp16", "int8"):
         args.append("--fp16")
-    if settings.precision == "int8":
+    if settings.precision == "int8" and not settings.strongly_typed:
         args.append("--int8")
-        if calibration_cache:
+        if calibration_cache and not settings.explicit_int8:
             args.append(f"--calib={calibration_cache}")
     dynamic = [name for (name, _), t in zip(settings.inputs, onnx.inputs)
                if any(not isinstance(d, int) for d in t.shape)]

@@ -15,6 +15,7 @@ from perception_edge.core.errors import ModelError
 
 ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64,
                9: np.bool_, 10: np.float16, 11: np.float64}
+QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")  # an explicitly quantized (Q/DQ) model has them
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class OnnxIO:
     inputs: tuple[OnnxTensor, ...]
     outputs: tuple[OnnxTensor, ...]
     metadata: dict[str, str]
+    quantized: bool = False  # explicitly quantized: the graph has QuantizeLinear/DequantizeLinear nodes
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -115,10 +117,13 @@ def read_onnx_io(source) -> OnnxIO:
         if graph is None:
             raise ValueError("no graph")
         inputs, outputs, initializers = [], [], set()
+        quantized = False
         for num, wire, val in _fields(graph):
             if wire != 2:
                 continue
-            if num == 11:
+            if num == 1 and not quantized:  # NodeProto: op_type is field 4
+                quantized = any(k == 4 and bytes(v) in QDQ_OPS for k, _, v in _fields(val))
+            elif num == 11:
                 inputs.append(_value_info(val))
             elif num == 12:
                 outputs.append(_value_info(val))
@@ -131,7 +136,7 @@ def read_onnx_io(source) -> OnnxIO:
     inputs = [t for t in inputs if t.name not in initializers]  # old exporters list weights as inputs
     if not inputs or not outputs:
         raise ModelError(f"{label}: ONNX graph has no inputs or no outputs")
-    return OnnxIO(tuple(inputs), tuple(outputs), metadata)
+    return OnnxIO(tuple(inputs), tuple(outputs), metadata, quantized)
 
 
 __all__ = ["ONNX_DTYPES", "OnnxTensor", "OnnxIO", "read_onnx_io"]
