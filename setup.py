@@ -33,7 +33,7 @@ setup(
         # supported), e.g. pip install 'perception_edge[carla]' carla==0.9.15
         "carla": ["carla>=0.9.14,<0.9.17"],
         # quantization-aware training (train-det / train-seg --qat): TensorRT Model Optimizer, training only
-        "qat": ["nvidia-modelopt==0.47.0", "onnx>=1.13", "torch"],
+        "qat": ["nvidia-modelopt==0.47.0", "requests", "huggingface_hub", "onnx>=1.13", "torch"],
     },
     zip_safe=True,
     maintainer="perception_edge developers",
