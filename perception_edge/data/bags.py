@@ -435,22 +435,18 @@ def messages(path: str | Path, topics: Sequence[str], start_ns: int | None = Non
              stop_ns: int | None = None) -> Iterator[tuple[str, str, int, Any]]:
     """(topic, msgtype, log_ns, deserialized message) of `topics` in log-time order, one at a time
     (nothing is held beyond the current message)."""
-    if not topics:  # (rosbags reads every connection when given none)
-        return
-    with open_bag(path) as reader:
-        conns = [c for c in reader.connections if c.topic in set(topics)]
-        kwargs = {}
-        if start_ns is not None:
-            kwargs["start"] = int(start_ns)
-        if stop_ns is not None:
-            kwargs["stop"] = int(stop_ns)
-        for conn, log_ns, raw in reader.messages(connections=conns, **kwargs):
-            yield conn.topic, conn.msgtype, int(log_ns), reader.deserialize(raw, conn.msgtype)
+    yield from _read(path, topics, start_ns, stop_ns, raw=False)
 
 
 def raw_messages(path: str | Path, topics: Sequence[str], start_ns: int | None = None,
                  stop_ns: int | None = None) -> Iterator[tuple[str, str, int, bytes]]:
-    """As messages(), with the CDR bytes instead of deserialized messages (for republishing)."""
+    """As messages(), with the CDR bytes instead of deserialized messages (for republishing; a ROS 1
+    bag's messages are converted to CDR, what a ROS 2 publisher sends)."""
+    yield from _read(path, topics, start_ns, stop_ns, raw=True)
+
+
+def _read(path: str | Path, topics: Sequence[str], start_ns: int | None, stop_ns: int | None,
+          raw: bool) -> Iterator[tuple[str, str, int, Any]]:
     if not topics:  # (rosbags reads every connection when given none)
         return
     with open_bag(path) as reader:
@@ -461,10 +457,13 @@ def raw_messages(path: str | Path, topics: Sequence[str], start_ns: int | None =
         if stop_ns is not None:
             kwargs["stop"] = int(stop_ns)
         ros1 = not getattr(reader, "is2", True)
-        for conn, log_ns, raw in reader.messages(connections=conns, **kwargs):
-            if ros1:  # ROS 1 serialization -> CDR, what a ROS 2 publisher sends
-                raw = reader.typestore.ros1_to_cdr(raw, conn.msgtype)
-            yield conn.topic, conn.msgtype, int(log_ns), bytes(raw)
+        for conn, log_ns, data in reader.messages(connections=conns, **kwargs):
+            if not raw:
+                yield conn.topic, conn.msgtype, int(log_ns), reader.deserialize(data, conn.msgtype)
+            else:
+                if ros1:
+                    data = reader.typestore.ros1_to_cdr(data, conn.msgtype)
+                yield conn.topic, conn.msgtype, int(log_ns), bytes(data)
 
 
 def recorded_qos(path: str | Path, topics: Sequence[str]) -> dict[str, str]:
