@@ -434,7 +434,9 @@ def test_ros_mode_runs_through_the_perception_container(tmp_path, monkeypatch, c
     cams = rig(server.world.scene)
     topics = [f"/carla/hero/{c.name}/image" for c in cams]
     values = dict(config.defaults(), cameras=topics, input_qos="reliable", debug_image=False)
-    values.update({"detection.model": DET, "segmentation.model": SEG})
+    # lockstep: the next tick's frames come only after this tick's results, so the cameras are silent
+    # between ticks for as long as inference takes; a camera must not leave the batch for that
+    values.update({"detection.model": DET, "segmentation.model": SEG, "sync.stale_timeout": 30.0})
     params = config.write_ros_params(tmp_path / "params.yaml", values)
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH", "")] if p]))
