@@ -234,13 +234,18 @@ class Container:
         return head + f"\n--- last lines of {self.log}:\n" + "\n".join(tail)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a ROS process as Ctrl-C would (SIGINT: its nodes shut down cleanly), killed after `timeout` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def write_params(path: Path, cameras: list[str], det_model: str, seg_model: str, base: str | None,
@@ -688,4 +693,4 @@ def print_summary(s: dict[str, Any], log: Callable[[str], None] = print) -> None
 
 __all__ = ["Collector", "Container", "ContainerDied", "Item", "LARGE_FRAMES_PROFILE", "Options", "Source",
            "bag_source", "frames_source", "lockstep_steps", "paced", "parse_remap", "print_summary", "run",
-           "summarize", "timeline", "vm_rss_mb", "write_params"]
+           "stop_process", "summarize", "timeline", "vm_rss_mb", "write_params"]

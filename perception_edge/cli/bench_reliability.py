@@ -23,7 +23,6 @@ import argparse
 import array
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_edge.replay import LARGE_FRAMES_PROFILE as PROFILE, vm_rss_mb
+from perception_edge.replay import LARGE_FRAMES_PROFILE as PROFILE, stop_process, vm_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = {"overload": (4, 30.0, 60.0), "soak": (2, 10.0, 600.0), "steady": (3, 10.0, 60.0)}
@@ -210,12 +209,8 @@ def run(cameras: int, rate: float, seconds: float, num_threads: int, log_dir: Pa
         spin_for(2.5)  # a last /diagnostics with the final counts
     finally:
         for p in (cams, container):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            if p is not None:
+                stop_process(p, 20)
         executor.shutdown(timeout_sec=1)
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import array
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ SETTLE_S = 0.05
 # Fast DDS with its defaults moves a 2.7 MB image through a 512 KiB shared-memory segment in
 # fragments (~30 ms here); a segment that holds a whole frame takes that to a few ms. The "shm" run
 # uses the profile the package ships for deployments (both processes).
-from perception_edge.replay import LARGE_FRAMES_PROFILE, vm_rss_mb  # noqa: E402
+from perception_edge.replay import LARGE_FRAMES_PROFILE, stop_process, vm_rss_mb  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -176,13 +175,7 @@ def ros_latency_ms(model: str, frames_rgb: list[np.ndarray], iterations: int, wa
         return proc
 
     def stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
         # both processes answer on DETECTIONS: the next one starts once this one is gone
         spin_until(proc, lambda: pub.get_subscription_count() == 0, 5.0)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,7 @@ def container_run(params: dict, iterations: int, warmup: int, timeout: float, lo
     from vision_msgs.msg import Detection2DArray
 
     from perception_edge import config
-    from perception_edge.replay import vm_rss_mb
+    from perception_edge.replay import stop_process, vm_rss_mb
 
     domain = int(os.environ.get("ROS_DOMAIN_ID") or 1 + os.getpid() % 100)
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1")
@@ -126,13 +125,7 @@ def container_run(params: dict, iterations: int, warmup: int, timeout: float, lo
         frames1 = int(source_diag[-1].get("frames", "0")) if source_diag else 0
         rss = vm_rss_mb(proc.pid)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
         executor.shutdown(timeout_sec=1)
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
