@@ -128,8 +128,8 @@ def _blobs(model, image) -> dict[int, np.ndarray]:
 
 def latency(paths: Sequence[str], runs: int, threads: int) -> list[dict[str, float]]:
     """Median backend-call time at batch 1 and 3 of each model, all loaded in this process and called
-    in turn (model by model, batch 1 then 3, `runs` rounds): on a shared machine every variant sees the
-    same background load."""
+    in turn (model by model, batch 1 then 3, `runs` rounds, each timed call after an untimed one of
+    the same model and batch): on a shared machine every variant sees the same background load."""
     from perception_edge.evaluation import held_out_scenes, load_model
 
     image = held_out_scenes(1)[0].image
@@ -142,6 +142,11 @@ def latency(paths: Sequence[str], runs: int, threads: int) -> list[dict[str, flo
     for _ in range(runs):
         for m, b, t in zip(models, blobs, times):
             for n in (1, 3):
+                # an untimed call first: ONNX Runtime's idle worker threads spin for a while after each
+                # run, and those of the variant called before would take the cores from this one (on
+                # 2 cores that doubled the times and changed the ratios); a model called repeatedly,
+                # as in a node, does not pay that
+                m.backend.run(b[n])
                 t0 = time.perf_counter()
                 m.backend.run(b[n])
                 t[n].append((time.perf_counter() - t0) * 1e3)
@@ -288,7 +293,8 @@ def run_table(models: Sequence[str], qat_models: Sequence[str], work: str, count
                 f"b3 {r['b3_ms']:7.1f} ms  peak {r['peak_mb']:5.0f} MB  {acc}")
     table = render_table(results)
     note = (f"{count} held-out scenes (seed of perception_edge.evaluation.HELD_OUT_SEED), latency = median of "
-            f"{runs} backend calls per batch size, the variants of a model called in turn in one process, ONNX Runtime CPU, "
+            f"{runs} backend calls per batch size, the variants of a model called in turn in one process (each "
+            f"timed call after an untimed one of the same variant), ONNX Runtime CPU, "
             f"{threads or 'default'} threads; {cpu_int8_note()}. Peak RSS: VmHWM of a fresh process that "
             f"loaded the model and ran batch 1 and 3 (an empty process with the imports: "
             f"{results[0][2]['base_mb']:.0f} MB). Generated in {time.time() - t0:.0f} s by "
