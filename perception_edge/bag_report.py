@@ -40,7 +40,7 @@ import numpy as np
 from perception_edge.core.detections import Detections
 from perception_edge.core.drawing import draw
 from perception_edge.core.errors import ConfigError
-from perception_edge.core.metrics import CocoDetectionMeter, SegmentationMeter
+from perception_edge.core.metrics import CocoDetectionMeter, SegmentationMeter, percentiles
 from perception_edge.data import bags
 
 OUTPUTS = ("detections", "lane_mask")
@@ -77,10 +77,6 @@ def _has_truth(info: bags.BagInfo) -> bool:
     return any(t.endswith("/" + bags.GT_DETECTIONS) or t.endswith("/" + bags.GT_LANE_MASK) for t in info.topics)
 
 
-def _frame_topics(info: bags.BagInfo) -> list[str]:
-    return [t for t in info.image_topics() if not t.endswith("/debug_image")]
-
-
 def truth_bag(results: bags.BagInfo, ground_truth: str | None) -> str | None:
     """Where the ground truth is: --ground-truth, else the results bag, else its source bag."""
     if ground_truth:
@@ -99,14 +95,6 @@ def truth_bag(results: bags.BagInfo, ground_truth: str | None) -> str | None:
         except ConfigError:
             return None
     return None
-
-
-def _percentiles(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    v = np.asarray(values, np.float64)
-    return {"p50": round(float(np.percentile(v, 50)), 2), "p90": round(float(np.percentile(v, 90)), 2),
-            "p99": round(float(np.percentile(v, 99)), 2), "max": round(float(v.max()), 2), "n": int(len(v))}
 
 
 def _rate(logs: Sequence[int]) -> float | None:
@@ -154,7 +142,7 @@ def collect(results: str, progress: bool = False) -> Collected:
             if ns is not None and ty == msgtype:
                 want[t] = (ns, kind)
     with_inputs = {ns for ns, k in want.values() if k == bags.INPUT_HEADER}
-    for t in _frame_topics(info):  # no replay/input (a CARLA run): the camera frames are the inputs
+    for t in info.image_topics():  # no replay/input (a CARLA run): the camera frames are the inputs
         ns = bags.namespace_of(t)
         if ns not in with_inputs and any(k in OUTPUTS and n == ns for n, k in want.values()):
             want[t] = (ns, "frame")
@@ -273,7 +261,7 @@ def score(c: Collected, truth: dict[tuple[str, int], bags.Truth] | None) -> dict
             lat.append((k[1], (max(outs) - t_in) / 1e6))
         entry["dropped"] = dropped if inputs else None
         entry["latency_ms"] = None if offline or not lat or all(v == 0 for _, v in lat) else \
-            _percentiles([v for _, v in lat])
+            percentiles([v for _, v in lat], count=True)
         if entry["latency_ms"] is not None:
             latency_plot[ns] = lat
         cams[ns] = entry
@@ -384,7 +372,7 @@ def video_source(c: Collected, truth_path: str | None) -> str | None:
             info = c.info if path == c.info.path else _info(str(path))
         except ConfigError:
             continue
-        if _frame_topics(info):
+        if info.image_topics():
             return path
     return None
 
@@ -402,7 +390,8 @@ def write_video(c: Collected, frames_bag: str, path: Path, progress: bool = Fals
     """Annotated MP4 (mp4v) of the replay: per time step the cameras side by side with their
     detections and lane masks drawn; returns the frames written."""
     info = c.info if frames_bag == c.info.path else _info(str(frames_bag))
-    topics = [t for t in _frame_topics(info) if bags.namespace_of(t) in set(c.namespaces)] or _frame_topics(info)
+    frames = info.image_topics()
+    topics = [t for t in frames if bags.namespace_of(t) in set(c.namespaces)] or frames
     namespaces = [bags.namespace_of(t) for t in topics]
     steps_total = max(info.counts.get(t, 0) for t in topics)
     fps = 10.0

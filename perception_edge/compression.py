@@ -153,37 +153,26 @@ def latency(paths: Sequence[str], runs: int, threads: int) -> list[dict[str, flo
     return [{"b1_ms": float(np.median(t[1])), "b3_ms": float(np.median(t[3]))} for t in times]
 
 
-def measure(path: str, count: int, runs: int, threads: int) -> dict[str, object]:
-    """Latency (batch 1 and 3, interleaved), peak memory after them, then accuracy on `count`
-    held-out scenes. In a fresh process: VmHWM then describes this model. (The table takes its
-    latency from latency(), all variants of a model in turn in one process.)"""
-    from perception_edge.core.metrics import CocoDetectionMeter, SegmentationMeter
-    from perception_edge.evaluation import _lane_truth, _run, held_out_scenes, load_model
+def measure(path: str, count: int, threads: int) -> dict[str, object]:
+    """Peak memory after a run at batch 1 and 3, then accuracy on `count` held-out scenes. In a
+    fresh process: VmHWM then describes this model. (Latency comes from latency(): all variants of
+    a model in turn in one process.)"""
+    from perception_edge.core.metrics import CocoDetectionMeter
+    from perception_edge.evaluation import _run, ground_truth, held_out_scenes, load_model, score_segmenter
     from perception_edge.pipeline import Segmenter
 
     base_mb = _vm_hwm_mb()
-    scenes = held_out_scenes(count)
-    first = scenes[0].image
+    scenes = list(held_out_scenes(count))  # a SampleSource renders a scene on every read
     model = load_model(path, "onnxruntime", threads)
-    blobs = _blobs(model, first)
+    blobs = _blobs(model, scenes[0].image)
     for b in (1, 3):
-        model.backend.run(blobs[b])  # warm-up
-    times: dict[int, list[float]] = {1: [], 3: []}
-    for _ in range(runs):
-        for b in (1, 3):
-            t0 = time.perf_counter()
-            model.backend.run(blobs[b])
-            times[b].append((time.perf_counter() - t0) * 1e3)
+        model.backend.run(blobs[b])
     peak_mb = _vm_hwm_mb()
     images = [s.image for s in scenes]
     row: dict[str, object] = {"model": path, "size_mb": Path(path).stat().st_size / 2**20,
-                              "b1_ms": float(np.median(times[1])), "b3_ms": float(np.median(times[3])),
                               "peak_mb": peak_mb, "base_mb": base_mb, "scenes": count}
     if isinstance(model, Segmenter):
-        meter = SegmentationMeter(2)
-        for m, s in zip(_run(model, images, 4), scenes):
-            meter.add(m, _lane_truth(model, s.mask))
-        row["iou"] = float(meter.iou()[1])
+        row["iou"] = score_segmenter(model, images, ground_truth(model, scenes)).value
     else:
         coco = CocoDetectionMeter(len(model.class_names), class_names=model.class_names)
         for d, s in zip(_run(model, images, 4), scenes):
@@ -204,8 +193,8 @@ def _subprocess(args: Sequence[str]):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def measure_in_subprocess(path: str, count: int, runs: int, threads: int) -> dict[str, object]:
-    return _subprocess(["measure", path, "--count", str(count), "--runs", str(runs), "--threads", str(threads)])
+def measure_in_subprocess(path: str, count: int, threads: int) -> dict[str, object]:
+    return _subprocess(["measure", path, "--count", str(count), "--threads", str(threads)])
 
 
 def latency_in_subprocess(paths: Sequence[str], runs: int, threads: int) -> list[dict[str, float]]:
@@ -285,7 +274,7 @@ def run_table(models: Sequence[str], qat_models: Sequence[str], work: str, count
         todo = [v for v in variants if v in paths]
         times = latency_in_subprocess([paths[v] for v in todo], runs, threads)
         for v, t in zip(todo, times):
-            r = measure_in_subprocess(paths[v], count, 3, threads)
+            r = measure_in_subprocess(paths[v], count, threads)
             r.update(t)
             results.append((Path(model).stem, v, r))
             acc = f"IoU {r['iou']:.4f}" if "iou" in r else f"mAP@0.5 {r['map50']:.4f} @0.5:0.95 {r['map50_95']:.4f}"
@@ -314,11 +303,11 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("what", choices=("measure", "latency"))
     ap.add_argument("models", nargs="+")
     ap.add_argument("--count", type=int, default=128)
-    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=20, help="latency: timed calls per batch size")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args(argv)
     if a.what == "measure":
-        print(json.dumps(measure(a.models[0], a.count, a.runs, a.threads)))
+        print(json.dumps(measure(a.models[0], a.count, a.threads)))
     else:
         print(json.dumps(latency(a.models, a.runs, a.threads)))
     return 0

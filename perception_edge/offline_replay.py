@@ -37,7 +37,6 @@ from perception_edge import config
 from perception_edge.core.errors import ConfigError
 from perception_edge.data import bags
 
-RESULTS_DIR = "results"  # run_offline writes OUTPUT/results
 
 
 @dataclass
@@ -67,7 +66,7 @@ class OfflineSummary:
 def camera_topics(bag: bags.BagInfo, topics: Sequence[str] | None = None) -> list[str]:
     """The image topics to replay: `topics` (each checked: in the bag, an image type), else every
     camera image topic of the bag (ground-truth and output masks left out)."""
-    found = [t for t in bag.image_topics() if not t.endswith("/debug_image")]
+    found = bag.image_topics()
     if topics:
         cams = ", ".join(f"{t} ({bag.topics[t].rsplit('/', 1)[-1]})" for t in found) or "none"
         for t in topics:
@@ -83,14 +82,6 @@ def camera_topics(bag: bags.BagInfo, topics: Sequence[str] | None = None) -> lis
     return found
 
 
-def _pixels(msg, msgtype: str, max_pixels: int) -> tuple[np.ndarray, str]:
-    from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
-
-    if msgtype == bags.COMPRESSED:
-        return compressed_to_pixels(msg.format, msg.data, max_pixels)
-    return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data, max_pixels)
-
-
 def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05, max_pixels: int = 1 << 24,
           on_bad=None) -> Iterator[list[InputFrame]]:
     """Time steps of the bag's camera frames, streamed (data.bags.camera_steps: at most one frame
@@ -103,7 +94,7 @@ def steps(bag: str | Path, topics: Sequence[str], slop_s: float = 0.05, max_pixe
         for topic_name, msgtype, _, msg in step:
             stamp = bags.stamp_ns(msg)
             try:
-                pixels, order = _pixels(msg, msgtype, max_pixels)
+                pixels, order = bags.pixels_from_msg(msg, msgtype, max_pixels)
             except ValueError as e:  # InputError / ConfigError from the conversion
                 pixels, order = None, ""
                 if on_bad is not None:
@@ -188,7 +179,7 @@ def replay_offline(bag: str | Path, output: str | Path, detection_model: str, se
     cams = camera_topics(source, topics)
     cfg = sections(cams, detection_model, segmentation_model, config_file)
     pipeline = OfflinePipeline(cfg)
-    results = Path(output) / RESULTS_DIR
+    results = Path(output) / bags.RESULTS_DIR
     custom = {"perception_edge.kind": "results", "perception_edge.mode": "offline",
               "perception_edge.source_bag": str(Path(bag).resolve()),
               "perception_edge.cameras": json.dumps(cams),

@@ -41,10 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-
 from perception_edge import config
 from perception_edge.core.errors import ConfigError
+from perception_edge.core.metrics import percentiles
 from perception_edge.core.topics import camera_namespace, output_topic
 from perception_edge.data import bags
 
@@ -312,7 +311,6 @@ class Collector:
             from rosgraph_msgs.msg import Clock
 
             self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
-        self.namespaces = sorted({camera_namespace(t) for t in publish})
         self.expected: tuple[str, ...] = ()
         self.pending: collections.OrderedDict[tuple[str, int], set[str]] = collections.OrderedDict()
         self.max_pending = max_pending
@@ -625,14 +623,6 @@ def _drain(collector: Collector, check, timeout: float, idle: float = DRAIN_IDLE
 
 
 # -- summary from a results bag ---------------------------------------------------------------------
-
-def percentiles(values: Sequence[float]) -> dict[str, float] | None:
-    if not len(values):
-        return None
-    a = np.asarray(values, np.float64)
-    return {"p50": round(float(np.percentile(a, 50)), 2), "p90": round(float(np.percentile(a, 90)), 2),
-            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}
-
 
 def summarize(results: str | Path) -> dict[str, Any]:
     """Per camera namespace, from a live results bag (nothing deserialized but headers): frames sent,

@@ -91,24 +91,16 @@ def replay_workflow(out, det, seg, steps: int = DEMO_STEPS, fps: float = DEMO_FP
     results = replay.run(source, out, str(det), str(seg or ""), replay.Options(), log=lambda s: print(s, flush=True))
     summary = replay.summarize(results)
     replay.print_summary(summary)
-    report_dir = out / "report"
-    try:
-        from perception_edge.bag_report import evaluate_bag
-    except ImportError:
-        evaluate_bag = None
-    if evaluate_bag is not None:
-        print(f"\n== 4. report: the results bag scored against the bag's ground truth -> {report_dir}")
-        from perception_edge.cli.replay import print_report_summary
+    print(f"\n== 4. report: the results bag scored against the bag's ground truth -> {out / 'report'}")
+    from perception_edge.cli.replay import report
 
-        print_report_summary(evaluate_bag(str(results), str(bag), str(report_dir), video=True, progress=True),
-                             report_dir)
+    report(results, str(bag), out, video=True, progress=True)
     print(f"\nDone. Outputs under {out.parent}:")
     print("  cli/                  detections (JSON, annotated JPEGs) and lane masks of the CLI part")
     print("  replay/drive/         the ground-truth bag (ros2 bag info / play, Foxglove)")
     print("  replay/results/       the container's outputs as a bag (detections, lane masks, label info, "
           "diagnostics, input headers)")
-    if evaluate_bag is not None:
-        print("  replay/report/        report.md, report.json, plots (PNG) and the annotated video (MP4)")
+    print("  replay/report/        report.md, report.json, plots (PNG) and the annotated video (MP4)")
     print("  replay/container.log  the container's log")
     return 0 if summary["sent"] else 1
 

@@ -95,11 +95,9 @@ def source_of(args: argparse.Namespace, out: Path):
 
 
 def report(results: Path, ground_truth: str | None, out: Path, video: bool, progress: bool) -> None:
-    """part A's evaluation report of a results bag, when perception_edge.bag_report is there."""
-    try:
-        from perception_edge.bag_report import evaluate_bag
-    except ImportError:
-        return
+    """The evaluation report of a results bag (bag_report.evaluate_bag) into OUT/report, and its headline."""
+    from perception_edge.bag_report import evaluate_bag
+
     folder = out / "report"
     summary = evaluate_bag(str(results), ground_truth, str(folder), video=video, progress=progress)
     print_report_summary(summary, folder)

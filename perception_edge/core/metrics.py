@@ -338,3 +338,16 @@ def binary_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def summarize_ious(ious: np.ndarray, names: Sequence[str]) -> dict[str, float]:
     return {(names[i] if i < len(names) else str(i)): float(v) for i, v in enumerate(ious)}
+
+
+def percentiles(values: Sequence[float], count: bool = False) -> dict[str, float] | None:
+    """p50 / p90 / p99 / max of a latency series (ms, 2 decimals), with count: also "n"; None when empty."""
+    if not len(values):
+        return None
+    a = np.asarray(values, np.float64)
+    out = {"p50": round(float(np.percentile(a, 50)), 2), "p90": round(float(np.percentile(a, 90)), 2),
+           "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2)}
+    if count:
+        out["n"] = int(len(a))
+    return out
+

@@ -46,8 +46,11 @@ import numpy as np
 from perception_edge.core.detections import Detections
 from perception_edge.core.errors import ConfigError
 from perception_edge.core.topics import camera_namespace
+from perception_edge.data.frame_sources import _open_reader, pixels_from_msg  # noqa: F401 (bags.pixels_from_msg)
 
 STORAGES = ("mcap", "sqlite3")
+OUTPUT_IMAGES = ("lane_mask", "instance_mask", "debug_image")  # <camera ns>/<name>: not camera frames
+RESULTS_DIR = "results"  # offline replay and the CARLA loop write OUTPUT/results
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -282,15 +285,6 @@ def mono8_from_msg(msg) -> np.ndarray:
     return data.reshape(msg.height, msg.step)[:, :msg.width].copy()
 
 
-def pixels_from_msg(msg, msgtype: str) -> tuple[np.ndarray, str]:
-    """An Image / CompressedImage -> (H x W x 3 uint8, "rgb" | "bgr"), as the runtime converts them."""
-    from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
-
-    if msgtype == COMPRESSED:
-        return compressed_to_pixels(msg.format, msg.data)
-    return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data)
-
-
 # -- writing ------------------------------------------------------------------------------------------------
 
 class BagWriter:
@@ -378,8 +372,9 @@ class BagInfo:
     custom_data: dict[str, str] = field(default_factory=dict)
 
     def image_topics(self) -> list[str]:
+        """The camera image topics: image topics other than the ground-truth and output images."""
         return sorted(t for t, m in self.topics.items() if m in IMAGE_TYPES and not t.endswith(GT_LANE_MASK)
-                      and camera_namespace(t) + "/lane_mask" != t)
+                      and t[len(camera_namespace(t)) + 1:] not in OUTPUT_IMAGES)
 
     def listing(self, types: Sequence[str] | None = None) -> str:
         items = [(t, m) for t, m in sorted(self.topics.items()) if types is None or m in types]
@@ -390,7 +385,6 @@ class BagInfo:
 def open_bag(path: str | Path):
     """An opened rosbags AnyReader that also knows vision_msgs; ConfigError (one line) when the bag
     cannot be read."""
-    from perception_edge.data.frame_sources import _open_reader
 
     with _open_reader(str(path), typestore()) as reader:
         yield reader

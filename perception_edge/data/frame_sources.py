@@ -196,12 +196,14 @@ def _pick_topic(source: str, topic: str | None, topics: dict[str, str]) -> str:
     raise ConfigError(f"rosbag {source} has several image topics, choose one with a topic: {listing}")
 
 
-def _message_pixels(msg, msgtype: str) -> tuple[np.ndarray, str]:
+def pixels_from_msg(msg, msgtype: str, max_pixels: int = 1 << 24) -> tuple[np.ndarray, str]:
+    """An Image / CompressedImage -> (H x W x 3 uint8, "rgb" | "bgr"), as the runtime converts them
+    (limits.max_image_pixels checked before decoding)."""
     from perception_edge.core.image_conversion import compressed_to_pixels, image_to_pixels
 
     if msgtype.endswith("CompressedImage"):
-        return compressed_to_pixels(msg.format, msg.data)
-    return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data)
+        return compressed_to_pixels(msg.format, msg.data, max_pixels)
+    return image_to_pixels(msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian, msg.data, max_pixels)
 
 
 def _bag_frames(source: str, topic: str | None, stride: int) -> Iterator[SourceFrame]:
@@ -213,7 +215,7 @@ def _bag_frames(source: str, topic: str | None, stride: int) -> Iterator[SourceF
             if index % stride:
                 continue
             msg = reader.deserialize(raw, connection.msgtype)
-            pixels, order = _message_pixels(msg, connection.msgtype)
+            pixels, order = pixels_from_msg(msg, connection.msgtype)
             stamp = getattr(getattr(msg, "header", None), "stamp", None)
             seconds = stamp.sec + stamp.nanosec * 1e-9 if stamp is not None else 0.0
             if seconds == 0.0:

@@ -124,7 +124,6 @@ class CarlaSession:
         self._settings = None
         self._weather = None
         self._tm_sync = False
-        self.roadlines_tag = None
 
     # -- set-up --------------------------------------------------------------------------------
     def __enter__(self) -> CarlaSession:
@@ -152,7 +151,6 @@ class CarlaSession:
             self.log(f"loading {o.town}")
             world = self.client.load_world(o.town)
         self.world = world
-        self.roadlines_tag = int(carla.CityObjectLabel.RoadLines)
         self._settings = world.get_settings()
         settings = world.get_settings()
         settings.synchronous_mode = True

@@ -123,8 +123,14 @@ def decode_instance(bgra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tags, ids
 
 
+def id_pixel_counts(ids: np.ndarray) -> np.ndarray:
+    """Pixels of each instance id (index: the id) of a uint16 id image."""
+    return np.bincount(ids.ravel(), minlength=1 << 16)
+
+
 def visible_box(box: np.ndarray, tags: np.ndarray, ids: np.ndarray | None, class_tags: Sequence[int],
-                object_id: int | None = None, min_pixels: int = 16, pad: int = 2) -> tuple[np.ndarray, int] | None:
+                object_id: int | None = None, min_pixels: int = 16, pad: int = 2,
+                id_counts: np.ndarray | None = None) -> tuple[np.ndarray, int] | None:
     """Occlusion filtering: (tight xyxy box of the object's visible pixels, their count) inside
     the projected box (grown by `pad` pixels), or None when fewer than min_pixels are visible.
 
@@ -132,7 +138,8 @@ def visible_box(box: np.ndarray, tags: np.ndarray, ids: np.ndarray | None, class
     object_id; for objects without a known id (object_id None: level objects such as traffic
     signs, whose instance id is no actor id), the id of its classes' pixels that lies most wholly
     inside the box (then the one with most pixels there), so a neighbour reaching into the box
-    is not taken for it."""
+    is not taken for it. id_counts: the pixel count of every id in `ids` (id_pixel_counts), when
+    the caller has it for several boxes of one frame."""
     h, w = tags.shape
     x0, y0 = max(0, int(math.floor(box[0])) - pad), max(0, int(math.floor(box[1])) - pad)
     x1, y1 = min(w, int(math.ceil(box[2])) + pad), min(h, int(math.ceil(box[3])) + pad)
@@ -145,7 +152,9 @@ def visible_box(box: np.ndarray, tags: np.ndarray, ids: np.ndarray | None, class
             sel = sel & (sub == object_id)
         else:  # the id whose pixels lie inside the box most wholly (then: the most pixels)
             values, counts = np.unique(sub[sel], return_counts=True)
-            whole = [c / max(1, int(np.count_nonzero(ids == v))) for v, c in zip(values.tolist(), counts.tolist())]
+            if id_counts is None:
+                id_counts = id_pixel_counts(ids)
+            whole = [c / max(1, int(id_counts[v])) for v, c in zip(values.tolist(), counts.tolist())]
             best = max(range(len(values)), key=lambda i: (round(whole[i], 3), counts[i]))
             sel = sel & (sub == values[best])
     n = int(np.count_nonzero(sel))
@@ -215,6 +224,7 @@ def frame_boxes(objects: Sequence[ObjectBox], camera_matrix: np.ndarray, k: np.n
     index = {n: i for i, n in enumerate(class_names)}
     boxes, classes = [], []
     cam_pos = camera_matrix[:3, 3]
+    id_counts = None  # one pass over the image for all objects matched without an id (below)
     for ob in objects:
         if ob.class_name not in index:
             continue
@@ -223,7 +233,10 @@ def frame_boxes(objects: Sequence[ObjectBox], camera_matrix: np.ndarray, k: np.n
         b = project_box(ob.corners, w2c, k, w, h)
         if b is None:
             continue
-        vis = visible_box(b, tags, ids, ob.class_tags, ob.object_id if ids_are_actor_ids else None, min_pixels)
+        object_id = ob.object_id if ids_are_actor_ids else None
+        if object_id is None and ids is not None and id_counts is None:
+            id_counts = id_pixel_counts(ids)
+        vis = visible_box(b, tags, ids, ob.class_tags, object_id, min_pixels, id_counts=id_counts)
         if vis is None:
             continue
         boxes.append(vis[0])

@@ -27,6 +27,7 @@ import numpy as np
 
 from perception_edge.core.errors import ConfigError
 from perception_edge.training.loop import TrainConfig, Trainer, read_checkpoint
+from perception_edge.training.qat import QAT_OPSET
 
 BALANCE = (4.0, 1.0, 0.4)
 ANCHOR_T = 4.0
@@ -463,7 +464,7 @@ class DetTrainer(Trainer):
         cfg = self.cfg
         # dynamic batch: the camera fusion node sends all cameras of a step through one call
         onnx_path = export_onnx(best, str(out / "model.onnx"), img_size=cfg.input_hw, batch=1, dynamic_batch=True,
-                                opset=13 if cfg.qat else 12)  # Q/DQ per-channel axis: opset 13
+                                opset=QAT_OPSET if cfg.qat else 12)
         if cfg.fp16_weights and not cfg.qat:  # QAT weights are stored as int8
             store_weights_fp16(onnx_path)
         return onnx_path

@@ -29,10 +29,10 @@ from typing import Any, Callable
 import numpy as np
 
 from perception_edge.core.errors import ConfigError, ModelError
+from perception_edge.models.quantize import WEIGHTED_OPS
 
 QAT_OPSET = 13  # DequantizeLinear's axis (per-channel weight scales)
 SENSITIVITY_FRAMES = 2  # frames of the first calibration batch the per-layer sensitivity pass runs on
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def import_modelopt():

@@ -23,6 +23,7 @@ import numpy as np
 
 from perception_edge.core.errors import ConfigError
 from perception_edge.training.loop import TrainConfig, Trainer, read_checkpoint, warmup_cosine_lr
+from perception_edge.training.qat import QAT_OPSET
 
 ARCHS = ("unet", "ddrnet23-slim", "ddrnet23-slim-hr")  # -hr: DDRNet's head at 1/2 resolution (thin lanes)
 
@@ -249,7 +250,7 @@ class SegTrainer(Trainer):
         cfg = self.cfg
         return export_segmentation_onnx(best, str(out / "model.onnx"), cfg.input_hw, class_names=list(names),
                                         resize_mode=cfg.resize_mode, dynamic_batch=True,  # all cameras, one call
-                                        opset=13 if cfg.qat else 12)  # Q/DQ per-channel axis: opset 13
+                                        opset=QAT_OPSET if cfg.qat else 12)
 
 
 def train(cfg: SegConfig) -> dict[str, object]:
